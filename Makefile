@@ -1,0 +1,48 @@
+# The two commands: `make run` and `make test`.  Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Debian packages the tests need; installed by scripts/system-deps.sh when run as root.
+TEST_DEBS :=
+
+.PHONY: run test lint typecheck lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# "compat" editable mode puts the checkout on sys.path, which is where Twisted looks for
+# twisted/plugins/; tests/test_plugin.py also checks a real (non-editable) install.
+EDITABLE := --config-settings editable_mode=compat
+
+$(VENV)/.installed-run: $(BIN)/python setup.cfg pyproject.toml constraints.txt
+	$(PIP) install -q -c constraints.txt $(EDITABLE) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run
+	$(PIP) install -q -c constraints.txt $(EDITABLE) -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed-run
+	$(BIN)/twistd --pidfile= -n iradialer $(ARGS)
+
+test: $(VENV)/.installed-test
+	./scripts/system-deps.sh $(TEST_DEBS)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(PIP) install -q ruff
+	$(BIN)/ruff check iradialer tests scripts
+	$(BIN)/ruff format --check iradialer tests scripts
+
+typecheck: $(VENV)/.installed-test
+	$(PIP) install -q mypy mypy-zope
+	$(BIN)/mypy
+
+# Record the versions in use so a fresh machine (and CI) installs the same.
+lock: $(VENV)/.installed-test
+	$(PIP) freeze --exclude-editable --all | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,229 @@
+"""
+The Klein application: authentication, JSON in and out, and the contract's error bodies.
+
+State lives on a L{DialerAPI} instance; its collaborators are passed in, so tests build one
+with fakes and drive it through C{treq.testing.StubTreq(api.app.resource())}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from iradialer import __version__
+from iradialer.config import Config, ConfigError
+from iradialer.domain.errors import DialerError, Status
+from iradialer.domain.tenants import LicenseLedger, Principal, TenantDirectory
+
+
+class ApiError(Exception):
+    """
+    An error answered with the contract's body; C{status_code} is the Appendix B number.
+    """
+
+    def __init__(self, http_status: int, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.message = message
+        self.status_code = status_code
+
+
+def error_body(http_status: int, message: str, status_code: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "statusCode": http_status,
+        "error": HTTPStatus(http_status).phrase,
+        "message": message,
+    }
+    if status_code is not None:
+        body["status_code"] = status_code
+    return body
+
+
+def write_json(request: IRequest, http_status: int, body: dict[str, Any]) -> bytes:
+    request.setResponseCode(http_status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def ok(**fields: Any) -> dict[str, Any]:
+    return {"statusCode": 200, "message": "OK", **fields}
+
+
+def read_json_object(request: IRequest) -> dict[str, Any]:
+    """
+    The request body as a JSON object, or the contract's 400 with status_code 134.
+    """
+    raw = request.content.read()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Incorrectly formed json request", Status.MALFORMED_JSON) from None
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "Incorrectly formed json request: the body must be a JSON object",
+            Status.MALFORMED_JSON,
+        )
+    return body
+
+
+class DialerAPI:
+    """
+    The HTTP API of the seed and the contract.
+
+    @param directory: who a token belongs to.
+    @param ledger: licenses in use.
+    @param clock: for uptime.
+    @param current_config: the configuration in force (it changes on reload).
+    @param reload: re-read the configuration file; raises L{ConfigError}.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        directory: TenantDirectory,
+        ledger: LicenseLedger,
+        clock: IReactorTime,
+        current_config: Callable[[], Config],
+        reload: Callable[[], object],
+    ) -> None:
+        self.directory = directory
+        self.ledger = ledger
+        self.clock = clock
+        self.current_config = current_config
+        self._reload = reload
+        self.started = clock.seconds()
+
+    def resource(self):
+        return self.app.resource()
+
+    # -- authentication -------------------------------------------------------------------
+
+    def authenticate(self, request: IRequest, allow_basic: bool = False) -> Principal:
+        """
+        The principal of a C{Bearer} token, or (for browsers) of HTTP Basic credentials whose
+        password is the token.
+        """
+        raw = request.getHeader(b"authorization")
+        if raw is None:
+            raise ApiError(401, "missing authorization header")
+        scheme, _, credentials = raw.decode("latin-1").strip().partition(" ")
+        token: str | None = None
+        if scheme.lower() == "bearer":
+            token = credentials.strip()
+        elif scheme.lower() == "basic" and allow_basic:
+            try:
+                decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            token = decoded.partition(":")[2]
+        principal = self.directory.authenticate(token) if token else None
+        if principal is None:
+            raise ApiError(401, "invalid auth token")
+        return principal
+
+    # -- errors ---------------------------------------------------------------------------
+
+    @app.handle_errors(ApiError)
+    def _api_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, ApiError)
+        return write_json(
+            request,
+            error.http_status,
+            error_body(error.http_status, error.message, error.status_code),
+        )
+
+    @app.handle_errors(DialerError)
+    def _dialer_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, DialerError)
+        return write_json(
+            request, error.http_status, error_body(error.http_status, error.message, error.status)
+        )
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+        method = request.method.decode("ascii", "replace")
+        path = request.path.decode("utf-8", "replace")
+        return write_json(request, 404, error_body(404, f"Route {method}:{path} not found"))
+
+    @app.handle_errors(MethodNotAllowed)
+    def _method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, MethodNotAllowed)
+        allowed = error.valid_methods or []
+        request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
+        return write_json(request, 405, error_body(405, "Method not allowed"))
+
+    @app.handle_errors(Exception)
+    def _bug(self, request: IRequest, failure: Failure) -> bytes:
+        self.log.failure(
+            "Unexpected error answering {method} {path}",
+            failure,
+            method=request.method,
+            path=request.path,
+        )
+        return write_json(request, 500, error_body(500, "Internal error; it has been logged"))
+
+    # -- server status ------------------------------------------------------------------
+
+    @app.route("/api/status", methods=["GET"])
+    def status(self, request: IRequest) -> bytes:
+        principal = self.authenticate(request)
+        config = self.current_config()
+        tenants = [
+            {
+                "id": tenant.id,
+                "licenses_used": self.ledger.used(tenant.id),
+                "licenses_total": tenant.licenses,
+            }
+            for tenant in self.directory
+            if principal.is_admin or tenant.id == principal.tenant.id  # type: ignore[union-attr]
+        ]
+        body = ok(
+            version=__version__,
+            uptime_seconds=round(self.clock.seconds() - self.started, 3),
+            tenants=tenants,
+        )
+        if principal.is_admin:
+            body["config"] = config.masked()
+        return write_json(request, 200, body)
+
+    @app.route("/api/license", methods=["GET"])
+    def license(self, request: IRequest) -> bytes:
+        """
+        For load-balancer health checks: 200 when some tenant holds licenses, else 400.
+        """
+        total = sum(tenant.licenses for tenant in self.directory)
+        if total > 0:
+            return write_json(request, 200, ok(licenses=total))
+        return write_json(
+            request, 400, error_body(400, "No iraDial licenses are installed", Status.NO_LICENSES)
+        )
+
+    @app.route("/api/reload", methods=["POST"])
+    def reload(self, request: IRequest) -> bytes:
+        principal = self.authenticate(request)
+        if not principal.is_admin:
+            raise ApiError(403, "only the admin token may reload the configuration")
+        try:
+            self._reload()
+        except ConfigError as e:
+            raise ApiError(400, f"configuration not reloaded: {e}", Status.INVALID_REQUEST) from e
+        return write_json(request, 200, ok(tenants=sorted(t.id for t in self.directory)))

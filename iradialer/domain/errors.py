@@ -1,0 +1,70 @@
+"""
+The status codes of the seed's Appendix B, and the error every layer raises with one.
+
+The HTTP API turns a L{DialerError} into the contract's error body; the webhook service puts
+the same code in an error event's C{status_code}.  Codes 200-235 (DTMF) are listed in
+L{DTMF_CODES}.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Status(IntEnum):
+    NO_CPA_CONFIG = 100
+    ANALYSER_INIT_FAILED = 101
+    CPA_INIT_FAILED = 102
+    FILE_NOT_FOUND = 103
+    PLAY_INTERRUPTED = 104
+    PLAY_CALL_DISCONNECTED = 105
+    PLAY_MEDIA_ERROR = 106
+    UNKNOWN_CALL = 107
+    CALL_GONE = 108
+    LICENSES_USED_UP = 109
+    LICENSES_EXPIRED = 110
+    NO_LICENSES = 111
+    LICENSES_UNUSABLE = 112
+    LICENSE_UNKNOWN_ERROR = 113
+    DIAL_FAILED = 114
+    ORIGINATE_THROTTLED = 115
+    RECORD_NOT_FOUND = 116
+    IN_CONFERENCE_NO_DTMF = 117
+    BRIDGE_NEW_CONFERENCE_FAILED = 118
+    BRIDGE_EXISTING_CONFERENCE_FAILED = 119
+    BRIDGE_OTHER_DIALER_FAILED = 120
+    LEAVE_CONFERENCE_FAILED = 121
+    BRIDGE_AFTER_LEAVE_FAILED = 122
+    ALREADY_PARKED = 123
+    PARK_FAILED = 124
+    NOT_IN_CONFERENCE = 125
+    CONFERENCE_ACTION_FAILED = 126
+    STOP_PLAY_FAILED = 127
+    INVALID_REQUEST = 128
+    CPA_CONFIG_NOT_SET = 129
+    MISSING_PARAMETERS = 130
+    CALL_NOT_ADDED = 131
+    WEBHOOK_FAILED = 132
+    NO_SCHEMA = 133
+    MALFORMED_JSON = 134
+    SCHEMA_VIOLATION = 135
+    NULL_UUID_IN_MULTICONF = 136
+    CALL_NOT_ANSWERED = 137
+    SEND_DTMF_FAILED = 138
+
+
+DTMF_CODES = range(200, 236)
+
+
+class DialerError(Exception):
+    """
+    A request or an action could not be carried out, for a reason with an Appendix B code.
+
+    @ivar http_status: the HTTP status an API response carries (400 unless said otherwise).
+    """
+
+    def __init__(self, status: int, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.status = int(status)
+        self.message = message
+        self.http_status = http_status

@@ -1,0 +1,175 @@
+"""
+Composition: one L{MultiService} whose named children are the server's parts.
+
+This is the only module that knows every part; each part takes its collaborators (and the
+reactor, as its clock) as arguments.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import replace
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from iradialer import __version__
+from iradialer.api.app import DialerAPI
+from iradialer.config import Config, ConfigError, load
+from iradialer.domain.tenants import LicenseLedger, TenantDirectory
+
+
+class LiveConfig:
+    """
+    The configuration in force.  L{reload} re-reads the file and applies what can change
+    without a restart: tenants (tokens, licenses, gateways, webhook secrets) and the admin
+    token.  Other changes are logged as needing a restart.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config, directory: TenantDirectory, path: str | None) -> None:
+        self.current = config
+        self.directory = directory
+        self.path = path
+
+    def reload(self) -> Config:
+        if self.path is None:
+            raise ConfigError(
+                self.current.source, "(file)", "the embedded default has no file to reload"
+            )
+        new = load(self.path)
+        self.directory.replace(new.tenants, new.api.admin_token)
+        applied = replace(
+            self.current,
+            tenants=new.tenants,
+            api=replace(self.current.api, admin_token=new.api.admin_token),
+        )
+        for section in ("freeswitch", "media", "store", "manhole", "asr_applications"):
+            if getattr(new, section) != getattr(applied, section):
+                self.log.warn(
+                    "Configuration {section} changed in {path}; it takes effect on restart",
+                    section=section,
+                    path=self.path,
+                )
+        self.current = applied
+        self.log.info(
+            "Configuration reloaded from {path}: tenants {tenants}",
+            path=self.path,
+            tenants=[t.id for t in new.tenants],
+        )
+        return applied
+
+
+class ReloadOnSighup(Service):
+    """
+    Reload the configuration when the process gets SIGHUP.
+    """
+
+    log = Logger()
+
+    def __init__(self, live: LiveConfig, reactor: Any) -> None:
+        self.live = live
+        self.reactor = reactor
+        self._previous: Any = None
+
+    def _reload(self) -> None:
+        try:
+            self.live.reload()
+        except ConfigError as e:
+            self.log.error("Configuration not reloaded: {error}", error=str(e))
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self._reload)
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+
+    def stopService(self) -> Any:
+        signal.signal(signal.SIGHUP, self._previous or signal.SIG_DFL)
+        return super().stopService()
+
+
+class Announce(Service):
+    """
+    Tell the person who ran C{make run} how to talk to the embedded demo.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def startService(self) -> None:
+        super().startService()
+        tenant = self.config.tenants[0]
+        host_port = _http_base(self.config.api.listen)
+        self.log.info(
+            "iradialer {version} demo ready.  Tenant {tenant} token: {token}\n"
+            "  Admin token: {admin}\n"
+            "  Try:  curl -s -H 'Authorization: Bearer {token}' {base}/api/status",
+            version=__version__,
+            tenant=tenant.id,
+            token=tenant.token,
+            admin=self.config.api.admin_token,
+            base=host_port,
+        )
+
+
+def _http_base(listen: str) -> str:
+    parts = listen.split(":")
+    scheme = "https" if parts[0] == "ssl" else "http"
+    port = parts[1] if len(parts) > 1 else "8080"
+    host = "127.0.0.1"
+    for part in parts[2:]:
+        if part.startswith("interface="):
+            host = part.partition("=")[2] or host
+    return f"{scheme}://{host}:{port}"
+
+
+def build_service(config: Config, reactor: Any, reload_path: str | None = None) -> MultiService:
+    """
+    The whole server for C{config}, its children named C{api}, C{manhole}, ...
+    """
+    root = MultiService()
+    directory = TenantDirectory(config.tenants, config.api.admin_token)
+    ledger = LicenseLedger(directory)
+    live = LiveConfig(config, directory, reload_path)
+
+    api = DialerAPI(
+        directory=directory,
+        ledger=ledger,
+        clock=reactor,
+        current_config=lambda: live.current,
+        reload=live.reload,
+    )
+    site = Site(api.resource())
+    site.displayTracebacks = False
+    _named(
+        StreamServerEndpointService(serverFromString(reactor, config.api.listen), site), "api", root
+    )
+
+    if config.manhole.listen is not None:
+        from iradialer.manhole import make_manhole_service
+
+        namespace = {"root": root, "api": api, "live": live, "ledger": ledger, "reactor": reactor}
+        _named(
+            make_manhole_service(config.manhole, namespace, reactor, config.source), "manhole", root
+        )
+
+    if reload_path is not None:
+        _named(ReloadOnSighup(live, reactor), "reload", root)
+    else:
+        _named(Announce(config), "announce", root)
+    return root
+
+
+def _named(service: Service, name: str, parent: MultiService) -> Service:
+    service.setName(name)
+    service.setServiceParent(parent)
+    return service

@@ -1,0 +1,64 @@
+"""
+Small helpers shared by tests: configuration files and in-process HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from treq.testing import StubTreq
+
+TENANTS = """
+[[tenant]]
+id = "acme"
+token = "acme-token-1"
+licenses = 2
+gateways = ["sofia/gateway/sim"]
+webhook_secret = "acme-secret"
+
+[[tenant]]
+id = "globex"
+token = "globex-token-1"
+licenses = 1
+gateways = ["sofia/gateway/sim"]
+webhook_secret = "globex-secret"
+"""
+
+
+def write_config(directory: Path, extra: str = "", tenants: str = TENANTS) -> Path:
+    path = directory / "iradialer.toml"
+    path.write_text(
+        '[api]\nlisten = "tcp:0:interface=127.0.0.1"\nadmin_token = "admin-token-1"\n'
+        "[freeswitch]\nsimulate = true\n"
+        f'[store]\npath = "{directory / "store.sqlite"}"\n' + extra + tenants
+    )
+    return path
+
+
+async def call(
+    stub: StubTreq,
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, Any]:
+    """
+    One request; returns (HTTP status, decoded JSON body, response headers).
+    """
+    sent = dict(headers or {})
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent.setdefault("Content-Type", "application/json")
+    response = await stub.request(method, "http://localhost" + path, data=data, headers=sent)
+    raw = await response.content()
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        decoded = raw
+    return response.code, decoded, response.headers
