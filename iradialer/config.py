@@ -93,6 +93,15 @@ class ManholeConfig:
 
 
 @dataclass(frozen=True)
+class PollyConfig:
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    cache_dir: Path
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     api: ApiConfig
@@ -102,6 +111,7 @@ class Config:
     manhole: ManholeConfig
     tenants: tuple[TenantConfig, ...]
     asr_applications: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    polly: PollyConfig | None = None
 
     def with_overrides(
         self,
@@ -174,6 +184,10 @@ class Config:
                 for t in self.tenants
             ],
             "asr": {"applications": sorted(self.asr_applications)},
+            "tts": {"polly": None if self.polly is None else {
+                "region": self.polly.region, "access_key_id": self.polly.access_key_id,
+                "secret_access_key": "***", "cache_dir": str(self.polly.cache_dir),
+                "endpoint": self.polly.endpoint}},
         }
 
 
@@ -390,6 +404,7 @@ def _read_config(top: _Table) -> Config:
     if api.admin_token in {t.token for t in tenants}:
         raise top.error("api.admin_token", "must differ from every tenant token")
     asr = _read_asr(top.table("asr"))
+    polly = _read_tts(top.table("tts"), media.files_dir)
     top.done()
     return Config(
         source=top.source,
@@ -400,6 +415,7 @@ def _read_config(top: _Table) -> Config:
         manhole=manhole,
         tenants=tenants,
         asr_applications=asr,
+        polly=polly,
     )
 
 
@@ -517,3 +533,22 @@ def _read_asr(t: _Table) -> dict[str, Mapping[str, Any]]:
     applications.done()
     t.done()
     return result
+
+
+def _read_tts(t: _Table, files_dir: Path) -> PollyConfig | None:
+    polly = None
+    if "polly" in t.data:
+        p = t.table("polly")
+        cache = p.path("cache_dir", str(files_dir / "tts-cache"))
+        if not cache.is_relative_to(files_dir):
+            raise p.error("cache_dir", "must be inside media.files_dir, where FreeSWITCH plays from")
+        polly = PollyConfig(
+            region=p.string("region", pattern=r"[a-z]{2}(-[a-z]+)+-\d"),
+            access_key_id=p.string("access_key_id"),
+            secret_access_key=p.string("secret_access_key"),
+            cache_dir=cache,
+            endpoint=p.string("endpoint", None, pattern=r"https?://\S+"),
+        )
+        p.done()
+    t.done()
+    return polly

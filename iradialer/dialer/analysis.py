@@ -1,0 +1,193 @@
+"""
+Call progress analysis on calls: CPA configurations (setcpaparams), and on answer the call's
+audio pointed at the CPA engine through FreeSWITCH's C{unicast}, detections reported as
+C{cpa_detection}, the end as C{cpa_done}.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from iradialer.config import TenantConfig
+from iradialer.cpa.config import CpaConfig
+from iradialer.domain.calls import Call
+from iradialer.domain.errors import DialerError, Status
+
+if TYPE_CHECKING:
+    from iradialer.dialer.core import Dialer
+
+STATUS_TEXT = {
+    "LV": "live voice detected",
+    "AM": "machine detected",
+    "FX": "fax detected",
+    "MD": "modem detected",
+    "BP": "beep detected",
+    "SL": "silence detected",
+    "DT": "detection timeout",
+}
+
+
+def beep(ms: int, frequency: float = 1000.0, level: float = 0.25) -> bytes:
+    """A sine beep as s16le 8 kHz PCM, with 5 ms ramps so it does not click."""
+    samples = ms * 8
+    ramp = min(40, samples // 2)
+    out = []
+    for n in range(samples):
+        gain = min(1.0, n / ramp, (samples - 1 - n) / ramp) if ramp else 1.0
+        out.append(int(32767 * level * gain * math.sin(2 * math.pi * frequency * n / 8000)))
+    return struct.pack(f"<{samples}h", *out)
+
+
+@dataclass
+class _Session:
+    call_uuid: str
+    port: int
+    stream: Any
+
+
+class CallAnalysis:
+    """
+    CPA configurations and the CPA session of each call.
+    """
+
+    log = Logger()
+
+    def __init__(self, dialer: Dialer) -> None:
+        self.dialer = dialer
+        self.sessions: dict[str, _Session] = {}
+        self._configs: dict[tuple[str, str], CpaConfig] = {}
+        dialer.on_hangup(self._call_ended)
+
+    # -- configurations ---------------------------------------------------------------------
+
+    async def set_params(self, tenant: TenantConfig, body: dict[str, Any]) -> dict[str, Any]:
+        if body["tenant_id"] != tenant.id:
+            raise DialerError(Status.INVALID_REQUEST, "tenant_id is not the token's tenant", 401)
+        params = {k: v for k, v in body.items() if k not in ("request_name", "tenant_id",
+                                                              "event_url")}
+        try:
+            config = CpaConfig.from_params(params)
+        except ValueError as e:
+            raise DialerError(
+                Status.CPA_CONFIG_NOT_SET, f"Not able to set the CPA configuration: {e}"
+            ) from None
+        name = body["config_name"]
+        await self.dialer.records.save_config(
+            "cpa", tenant.id, name, config.to_params(), self.dialer.clock.seconds()
+        )
+        self._configs[(tenant.id, name)] = config
+        if body.get("event_url"):
+            self.dialer.webhooks.send(
+                tenant.id, None, body["event_url"], "cpa_configured",
+                "A new CPA configuration has been saved", config_name=name,
+            )
+        return {"config_name": name}
+
+    async def config(self, tenant_id: str, name: str | None) -> CpaConfig:
+        """
+        @raise DialerError: 100 when the tenant has no configuration of that name.
+        """
+        if not name:
+            raise DialerError(Status.NO_CPA_CONFIG, "config_name is required when enable_cpa is yes")
+        cached = self._configs.get((tenant_id, name))
+        if cached is not None:
+            return cached
+        params = await self.dialer.records.load_config("cpa", tenant_id, name)
+        if params is None:
+            raise DialerError(
+                Status.NO_CPA_CONFIG, f"Can't pick up CPA configuration {name!r}: it does not exist"
+            )
+        config = CpaConfig.from_params(params)
+        self._configs[(tenant_id, name)] = config
+        return config
+
+    async def check_config(self, tenant: TenantConfig, name: str | None) -> None:
+        await self.config(tenant.id, name)
+
+    # -- a call's analysis ------------------------------------------------------------------
+
+    def start(self, call: Call) -> None:
+        Deferred.fromCoroutine(self._start(call)).addErrback(self._start_failed, call)
+
+    async def _start(self, call: Call) -> None:
+        config = await self.config(call.tenant_id, call.cpa_config)
+        if not call.live:
+            return
+        node = self.dialer.node_of(call)
+        media = self.dialer.media
+        port = media.allocate_port()
+        try:
+            stream = media.open_stream(
+                call.uuid, (node.media_ip, port), config, listener=self,
+            )
+        except Exception:
+            media.release_port(port)
+            raise
+        self.sessions[call.uuid] = _Session(call.uuid, port, stream)
+        settings = self.dialer.config.media
+        await node.unicast(call.uuid, node.media_ip, port, settings.listen, settings.port)
+        self.dialer.emit(call, "cpa_setup", "CPA parameter has been loaded",
+                         config_name=call.cpa_config)
+        if config.welcome_beep_ms:
+            stream.send_audio(beep(config.welcome_beep_ms))
+
+    def _start_failed(self, failure: Any, call: Call) -> None:
+        self._close(call.uuid)
+        if failure.check(DialerError):
+            code, why = failure.value.status, failure.value.message
+        else:
+            code, why = Status.CPA_INIT_FAILED, f"CPA initialization failed! {failure.getErrorMessage()}"
+            self.log.failure("CPA start failed for {call_uuid}", failure, call_uuid=call.uuid)
+        if call.live:
+            self.dialer.emit_error(call, code, why)
+            if call.join_conf:
+                self.dialer.conferences.join_on_answer(call)
+
+    # -- the media service's listener -------------------------------------------------------
+
+    def cpa_detection(self, call_uuid: str, detection: Any) -> None:
+        call = self.dialer.calls.get(call_uuid)
+        if call is None:
+            return
+        kind = detection.event
+        fields: dict[str, Any] = {"event_data": kind, "ms_since_answer": int(detection.ms)}
+        if kind == "DTMF":
+            fields["digit"] = detection.digit
+            status = f"DTMF {detection.digit} detected"
+        else:
+            status = STATUS_TEXT.get(kind, f"tone {kind} detected")
+        frequency = getattr(detection, "frequency", None)
+        if frequency is not None:
+            fields["frequency"] = round(float(frequency), 1)
+        call.timeline.append({"at": round(self.dialer.clock.seconds(), 3), "signal": "cpa",
+                              "event_data": kind, "ms_since_answer": int(detection.ms)})
+        self.dialer.emit(call, "cpa_detection", status, **fields)
+
+    def cpa_done(self, call_uuid: str, ms: int, reason: str) -> None:
+        self._close(call_uuid)
+        call = self.dialer.calls.get(call_uuid)
+        if call is None:
+            return
+        self.dialer.emit(call, "cpa_done", "CPA process has ended", ms_since_answer=int(ms),
+                         reason=reason)
+        self.dialer.save(call)
+        if call.join_conf and call.live:
+            self.dialer.conferences.join_on_answer(call)
+
+    # -- cleanup ----------------------------------------------------------------------------
+
+    def _close(self, call_uuid: str) -> None:
+        session = self.sessions.pop(call_uuid, None)
+        if session is not None:
+            session.stream.close()
+            self.dialer.media.release_port(session.port)
+
+    def _call_ended(self, call: Call) -> None:
+        self._close(call.uuid)
+
