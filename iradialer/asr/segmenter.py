@@ -126,24 +126,24 @@ class Segmenter:
         if decision.speech:
             self._last_speech = len(self._frames) - 1
         if len(self._frames) >= self._max_frames:
-            return [self._end("max_length", trim=False)]
+            return [self._end("max_length")]
         tail = self._frames[-self._end_frames :]
         if len(tail) == self._end_frames and (
             sum(d.speech for d in tail) <= self.settings.end_tolerance * self._end_frames
         ):
-            return [self._end("silence", trim=True)]
+            return [self._end("silence")]
         return []
 
     def finish(self, cause: str) -> list[Event]:
         """End an utterance in progress (the session stops); nothing when there is none."""
         if not self._frames:
             return []
-        return [self._end(cause, trim=True)]
+        return [self._end(cause)]
 
-    def _end(self, cause: str, trim: bool) -> SpeechEnded:
+    def _end(self, cause: str) -> SpeechEnded:
         frames = self._frames
         last = self._last_speech
-        keep = min(len(frames), last + 1 + self._post_frames) if trim else len(frames)
+        keep = min(len(frames), last + 1 + self._post_frames)
         utterance = Utterance(
             number=self._count,
             start_ms=frames[self._first_speech].ms,

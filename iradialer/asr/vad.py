@@ -16,10 +16,12 @@ Hann-windowed, 15.6 Hz resolution, 300-3400 Hz) and marks a frame tonal when eit
    frequency and one at a column frequency (+-3.5%): digits are often 40-100 ms, too short
    to be I{steady}.
 
-A decision covers every frame of the windows that made it, so frames are released with a
-delay of L{DELAY_FRAMES} (140 ms): the first frames of a beep are withdrawn before anyone sees
-them as speech, and WebRTC, which runs on the released frames, is shown silence in place of
-a tone so its own hang-over does not carry the tone on.  Nothing here knows Twisted; times are the media stream's milliseconds.
+A decision covers every frame of the windows that made it, and one frame more on either side
+(a tone's partial first and last frames), so frames are released 160 ms late: the first
+frames of a beep are withdrawn before anyone sees them as speech.  WebRTC runs on the
+released frames and never sees a tone, so neither its own hang-over nor its noise model
+carries the tone on (shown silence instead, its noise estimate sinks and line noise after a
+DTMF string becomes "speech" in mode 1).  Nothing here knows Twisted; times are the media stream's milliseconds.
 """
 
 from __future__ import annotations
@@ -177,7 +179,8 @@ class VoiceDetector:
         self._gate = ToneGate(limits) if gate else None
         self._pending: deque[Decision] = deque()
         self._next_ms: int | None = None
-        self.delay_frames = self._gate.reach - 1 if self._gate is not None else 0
+        self.delay_frames = self._gate.reach if self._gate is not None else 0
+        self._tone_tail = 0
         for _ in range(_PRIMING_FRAMES):
             self._vad.is_speech(_FAINT_NOISE, RATE)
 
@@ -197,8 +200,14 @@ class VoiceDetector:
             if self._next_ms is not None and ms != self._next_ms:
                 self._gate.reset()
             tonal = self._gate.push(frame)
-            for held in list(self._pending)[-tonal:] if tonal else ():
-                held.tonal = True
+            if tonal:
+                # one frame more on either side: the tone's partial first and last frames
+                for held in list(self._pending)[-(tonal + 1) :]:
+                    held.tonal = True
+                self._tone_tail = 1
+            elif self._tone_tail:
+                decision.tonal = True
+                self._tone_tail -= 1
         self._next_ms = ms + FRAME_MS
         released = []
         while len(self._pending) > self.delay_frames:
@@ -212,14 +221,10 @@ class VoiceDetector:
         return released
 
     def _classify(self, decision: Decision) -> Decision:
-        # WebRTC sees silence in place of a tone, so neither its hang-over nor its noise
-        # model carries the tone into the frames after it.
-        audio = _SILENCE if decision.tonal else decision.samples.tobytes()
-        decision.speech = self._vad.is_speech(audio, RATE) and not decision.tonal
+        # WebRTC never sees a tone: neither its hang-over nor its noise model carries it on.
+        if not decision.tonal:
+            decision.speech = self._vad.is_speech(decision.samples.tobytes(), RATE)
         return decision
-
-
-_SILENCE = bytes(2 * FRAME)
 #: WebRTC calls the first frames of a stream speech while it initialises (modes 0 and 1: the
 #: first 140 ms, whatever they hold).  It skips all-zero frames, so it is primed with 200 ms
 #: of +-1 LSB noise, after which it calls line noise noise and speech speech from frame one.
