@@ -62,8 +62,13 @@ def test_one_utterance_per_spoken_phrase_nothing_clipped(speech, aggr_mode):
         audio_end = audio_start + u.audio_ms
         assert covers((audio_start, audio_end), (start, end))
         assert u.cause == "silence"
-    kinds = [(type(e).__name__, e.number if isinstance(e, SpeechStarted) else e.utterance.number) for e in events]
-    assert kinds == [(k, n) for n in range(1, len(PHRASES) + 1) for k in ("SpeechStarted", "SpeechEnded")]
+    kinds = [
+        (type(e).__name__, e.number if isinstance(e, SpeechStarted) else e.utterance.number)
+        for e in events
+    ]
+    assert kinds == [
+        (k, n) for n in range(1, len(PHRASES) + 1) for k in ("SpeechStarted", "SpeechEnded")
+    ]
 
 
 def test_utterance_audio_is_the_stream_around_the_speech(speech):

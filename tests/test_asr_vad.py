@@ -67,7 +67,9 @@ def test_gate_withdraws_a_beep_from_its_first_frame():
     delay_frames late.
     """
     rng = np.random.default_rng(1)
-    audio = corpus.nothing(np.concatenate([corpus.silence(300), corpus.sine([1000], 400, -12, rng)]), rng)
+    audio = corpus.nothing(
+        np.concatenate([corpus.silence(300), corpus.sine([1000], 400, -12, rng)]), rng
+    )
     detector = VoiceDetector(1)
     released = []
     for i, (frame, ms) in enumerate(audio.frames()):

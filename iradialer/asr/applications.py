@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -81,8 +81,22 @@ class HttpApplication:
 
     def recognize(self, utterance: Utterance, call: CallInfo) -> Deferred[dict[str, Any]]:
         d = Deferred.fromCoroutine(self._post(utterance, call))
-        d.addTimeout(self.timeout, self.clock)
-        d.addErrback(self._timed_out)
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()  # aborts the request; whatever failure that makes, it is a timeout
+
+        timer = self.clock.callLater(self.timeout, expire)
+
+        def settle(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            if expired:
+                raise ApplicationTimeout(f"{self.url} did not answer within {self.timeout:g} s")
+            return result
+
+        d.addBoth(settle)
         return d
 
     async def _post(self, utterance: Utterance, call: CallInfo) -> dict[str, Any]:
@@ -111,10 +125,6 @@ class HttpApplication:
         if not isinstance(reply, dict):
             raise ApplicationError(f"{self.url} answered JSON that is not an object")
         return reply
-
-    def _timed_out(self, failure: Any) -> Any:
-        failure.trap(TimeoutError)
-        raise ApplicationTimeout(f"{self.url} did not answer within {self.timeout:g} s")
 
 
 ApplicationFactory = Callable[[Mapping[str, Any], Any, IReactorTime], AsrApplication]

@@ -145,7 +145,9 @@ def noise(kind: str, seconds: float, dbm0: float, rng: np.random.Generator) -> n
 
 
 def with_floor(x: np.ndarray, rng: np.random.Generator, floor_dbm0: float = FLOOR_DBM0):
-    return _to_int16(np.asarray(x, dtype=np.float64) + noise("pink", len(x) / RATE, floor_dbm0, rng))
+    return _to_int16(
+        np.asarray(x, dtype=np.float64) + noise("pink", len(x) / RATE, floor_dbm0, rng)
+    )
 
 
 def speech_with_pauses(
@@ -207,9 +209,18 @@ def silence(ms: int) -> np.ndarray:
 
 #: DTMF (row, column) frequencies.
 DTMF = {
-    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "4": (770, 1209),
-    "5": (770, 1336), "6": (770, 1477), "7": (852, 1209), "8": (852, 1336),
-    "9": (852, 1477), "*": (941, 1209), "0": (941, 1336), "#": (941, 1477),
+    "1": (697, 1209),
+    "2": (697, 1336),
+    "3": (697, 1477),
+    "4": (770, 1209),
+    "5": (770, 1336),
+    "6": (770, 1477),
+    "7": (852, 1209),
+    "8": (852, 1336),
+    "9": (852, 1477),
+    "*": (941, 1209),
+    "0": (941, 1336),
+    "#": (941, 1477),
 }
 
 
@@ -247,7 +258,9 @@ def tone_events(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {name: np.concatenate([silence(500), x, silence(1000)]) for name, x in events.items()}
 
 
-def music(seconds: float, level_dbm0: float, rng: np.random.Generator) -> list[tuple[str, Labelled]]:
+def music(
+    seconds: float, level_dbm0: float, rng: np.random.Generator
+) -> list[tuple[str, Labelled]]:
     """C{seconds} from the middle of each music-on-hold track, at C{level_dbm0}."""
     out = []
     for path in sorted(MOH_DIR.glob("*.wav")):

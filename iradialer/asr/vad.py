@@ -21,7 +21,9 @@ A decision covers every frame of the windows that made it, and one frame more on
 frames of a beep are withdrawn before anyone sees them as speech.  WebRTC runs on the
 released frames and never sees a tone, so neither its own hang-over nor its noise model
 carries the tone on (shown silence instead, its noise estimate sinks and line noise after a
-DTMF string becomes "speech" in mode 1).  Nothing here knows Twisted; times are the media stream's milliseconds.
+DTMF string becomes "speech" in mode 1).
+
+Nothing here knows Twisted; times are the media stream's milliseconds.
 """
 
 from __future__ import annotations
@@ -161,8 +163,6 @@ class Decision:
     tonal: bool = False
 
 
-
-
 class VoiceDetector:
     """
     Speech/non-speech for each 20 ms frame of one stream, L{delay_frames} frames late (so a
@@ -225,6 +225,8 @@ class VoiceDetector:
         if not decision.tonal:
             decision.speech = self._vad.is_speech(decision.samples.tobytes(), RATE)
         return decision
+
+
 #: WebRTC calls the first frames of a stream speech while it initialises (modes 0 and 1: the
 #: first 140 ms, whatever they hold).  It skips all-zero frames, so it is primed with 200 ms
 #: of +-1 LSB noise, after which it calls line noise noise and speech speech from frame one.
