@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import webrtcvad
 
 from iradialer.asr import corpus
+from iradialer.asr.segmenter import Segmenter, SpeechEnded
 from iradialer.asr.vad import FRAME, ToneGate, VoiceDetector
 from tests.asr_helpers import PHRASES
 
@@ -82,18 +84,30 @@ def test_gate_withdraws_a_beep_from_its_first_frame():
     assert not any(d.speech for d in released)
 
 
-def test_speech_at_the_very_start_of_a_stream_is_found_and_line_noise_is_not():
+def test_the_start_of_a_stream_is_not_speech_unless_it_is():
     """
-    WebRTC alone calls the first 140 ms of a stream speech whatever they hold; primed, the
-    detector calls line noise at the start silence and a phrase that starts at once speech.
+    WebRTC alone calls the first 140 ms of a stream speech whatever they hold: line noise at
+    the start is not speech here, and a phrase that starts at once still becomes one
+    utterance whose audio holds all of it (the warm-up frames are its pre-roll).
     """
     rng = np.random.default_rng(2)
     quiet = corpus.nothing(corpus.silence(1000), rng)
     assert verdicts(VoiceDetector(1), quiet).sum() == 0
+    raw = webrtcvad.Vad(1)
+    assert sum(raw.is_speech(f.tobytes(), 8000) for f, _ in quiet.frames()) >= 5
     at_once = corpus.speech_with_pauses(["hello-world"], rng, pause_ms=(0, 0))
-    said = verdicts(VoiceDetector(1), at_once)
-    first = int(np.argmax(at_once.speech))
-    assert said[first : first + 3].all()
+    segmenter = Segmenter()
+    detector = VoiceDetector(1)
+    events = []
+    for frame, ms in at_once.frames():
+        for d in detector.push(frame, ms):
+            events += segmenter.push(d)
+    for d in detector.flush():
+        events += segmenter.push(d)
+    (u,) = [e.utterance for e in events + segmenter.finish("stopped") if isinstance(e, SpeechEnded)]
+    (phrase,) = at_once.phrases
+    assert u.start_ms - 300 <= phrase[0] and u.end_ms >= phrase[1]
+    assert np.array_equal(u.samples[:FRAME], at_once.samples[:FRAME])
 
 
 def test_a_gap_in_the_stream_resets_the_gate():

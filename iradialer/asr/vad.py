@@ -181,8 +181,7 @@ class VoiceDetector:
         self._next_ms: int | None = None
         self.delay_frames = self._gate.reach if self._gate is not None else 0
         self._tone_tail = 0
-        for _ in range(_PRIMING_FRAMES):
-            self._vad.is_speech(_FAINT_NOISE, RATE)
+        self._classified = 0
 
     def push(self, samples: np.ndarray, ms: int) -> list[Decision]:
         """
@@ -223,12 +222,14 @@ class VoiceDetector:
     def _classify(self, decision: Decision) -> Decision:
         # WebRTC never sees a tone: neither its hang-over nor its noise model carries it on.
         if not decision.tonal:
-            decision.speech = self._vad.is_speech(decision.samples.tobytes(), RATE)
+            speech = self._vad.is_speech(decision.samples.tobytes(), RATE)
+            decision.speech = speech and self._classified >= _WARM_UP_FRAMES
+            self._classified += 1
         return decision
 
 
-#: WebRTC calls the first frames of a stream speech while it initialises (modes 0 and 1: the
-#: first 140 ms, whatever they hold).  It skips all-zero frames, so it is primed with 200 ms
-#: of +-1 LSB noise, after which it calls line noise noise and speech speech from frame one.
-_PRIMING_FRAMES = 10
-_FAINT_NOISE = np.random.default_rng(0).integers(-1, 2, FRAME).astype("<i2").tobytes()
+#: WebRTC calls the first 140 ms of a stream speech whatever they hold (modes 0 and 1) while
+#: it initialises.  Its verdicts on them are not taken; the frames still reach an utterance as
+#: pre-roll, so speech at the very start is not clipped.  (Priming it with faint noise instead
+#: sets its noise estimate so low that line noise at -45 dBm0 is "speech" for seconds.)
+_WARM_UP_FRAMES = 7
