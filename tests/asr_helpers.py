@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from iradialer.asr.applications import CallInfo
 from iradialer.asr.corpus import Labelled
-from iradialer.asr.segmenter import Utterance
+from iradialer.asr.segmenter import Segmenter, Utterance
+from iradialer.asr.vad import VoiceDetector
 
 #: Asterisk prompts that are one phrase each (no pause inside longer than 300 ms).
 PHRASES = (
@@ -67,6 +67,16 @@ def covers(outer: tuple[int, int], inner: tuple[int, int]) -> bool:
     return outer[0] <= inner[0] and inner[1] <= outer[1]
 
 
-def silence_frames(seconds: float) -> Labelled:
-    n = int(seconds * 50)
-    return Labelled(np.zeros(n * 160, dtype="<i2"), np.zeros(n, dtype=bool), [])
+def segment(audio: Labelled, aggr_mode: int = 1, settings=None, finish=None) -> list:
+    """The segmenter's events for C{audio} through a fresh detector."""
+    detector = VoiceDetector(aggr_mode)
+    segmenter = Segmenter(settings)
+    events = []
+    for frame, ms in audio.frames():
+        for decision in detector.push(frame, ms):
+            events += segmenter.push(decision)
+    for decision in detector.flush():
+        events += segmenter.push(decision)
+    if finish:
+        events += segmenter.finish(finish)
+    return events

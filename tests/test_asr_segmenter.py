@@ -19,22 +19,8 @@ from iradialer.asr.segmenter import (
     SpeechStarted,
     Utterance,
 )
-from iradialer.asr.vad import FRAME, Decision, VoiceDetector
-from tests.asr_helpers import PHRASES, covers
-
-
-def segment(audio: corpus.Labelled, aggr_mode: int = 1, settings=None, finish=None):
-    detector = VoiceDetector(aggr_mode)
-    segmenter = Segmenter(settings)
-    events = []
-    for frame, ms in audio.frames():
-        for decision in detector.push(frame, ms):
-            events += segmenter.push(decision)
-    for decision in detector.flush():
-        events += segmenter.push(decision)
-    if finish:
-        events += segmenter.finish(finish)
-    return events
+from iradialer.asr.vad import FRAME, Decision
+from tests.asr_helpers import PHRASES, covers, segment
 
 
 def utterances(events) -> list[Utterance]:

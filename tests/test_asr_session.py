@@ -307,7 +307,6 @@ class LocalRecogniser(Resource):
         return NOT_DONE_YET
 
 
-@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_end_to_end_with_a_local_recogniser_over_http(phrases):
     """

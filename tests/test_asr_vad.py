@@ -10,9 +10,9 @@ import pytest
 import webrtcvad
 
 from iradialer.asr import corpus
-from iradialer.asr.segmenter import Segmenter, SpeechEnded
+from iradialer.asr.segmenter import SpeechEnded
 from iradialer.asr.vad import FRAME, ToneGate, VoiceDetector
-from tests.asr_helpers import PHRASES
+from tests.asr_helpers import PHRASES, segment
 
 
 def verdicts(detector: VoiceDetector, audio: corpus.Labelled) -> np.ndarray:
@@ -96,15 +96,7 @@ def test_the_start_of_a_stream_is_not_speech_unless_it_is():
     raw = webrtcvad.Vad(1)
     assert sum(raw.is_speech(f.tobytes(), 8000) for f, _ in quiet.frames()) >= 5
     at_once = corpus.speech_with_pauses(["hello-world"], rng, pause_ms=(0, 0))
-    segmenter = Segmenter()
-    detector = VoiceDetector(1)
-    events = []
-    for frame, ms in at_once.frames():
-        for d in detector.push(frame, ms):
-            events += segmenter.push(d)
-    for d in detector.flush():
-        events += segmenter.push(d)
-    (u,) = [e.utterance for e in events + segmenter.finish("stopped") if isinstance(e, SpeechEnded)]
+    (u,) = [e.utterance for e in segment(at_once, finish="stopped") if isinstance(e, SpeechEnded)]
     (phrase,) = at_once.phrases
     assert u.start_ms - 300 <= phrase[0] and u.end_ms >= phrase[1]
     assert np.array_equal(u.samples[:FRAME], at_once.samples[:FRAME])

@@ -106,19 +106,15 @@ def speech_labels(samples: np.ndarray) -> np.ndarray:
     return levels >= levels.max() - SPEECH_RANGE_DB
 
 
-def spans(labels: np.ndarray, bridge_ms: int = 0) -> list[tuple[int, int]]:
-    """Runs of true frames as (start, end) ms, runs closer than C{bridge_ms} merged."""
+def spans(labels: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of true frames as (start, end) ms."""
     out: list[tuple[int, int]] = []
     start = None
     for i, value in enumerate(np.append(labels, False)):
         if value and start is None:
             start = i
         elif not value and start is not None:
-            a, b = start * FRAME_MS, i * FRAME_MS
-            if out and a - out[-1][1] < bridge_ms:
-                out[-1] = (out[-1][0], b)
-            else:
-                out.append((a, b))
+            out.append((start * FRAME_MS, i * FRAME_MS))
             start = None
     return out
 
@@ -144,7 +140,9 @@ def noise(kind: str, seconds: float, dbm0: float, rng: np.random.Generator) -> n
     return at_level(shaped, dbm0)
 
 
-def with_floor(x: np.ndarray, rng: np.random.Generator, floor_dbm0: float = FLOOR_DBM0):
+def with_floor(
+    x: np.ndarray, rng: np.random.Generator, floor_dbm0: float = FLOOR_DBM0
+) -> np.ndarray:
     return _to_int16(
         np.asarray(x, dtype=np.float64) + noise("pink", len(x) / RATE, floor_dbm0, rng)
     )
@@ -194,7 +192,9 @@ def nothing(x: np.ndarray, rng: np.random.Generator) -> Labelled:
     return Labelled(samples, np.zeros(len(samples) // FRAME, dtype=bool), [])
 
 
-def sine(frequencies: Sequence[float], ms: int, dbm0: float, rng: np.random.Generator):
+def sine(
+    frequencies: Sequence[float], ms: int, dbm0: float, rng: np.random.Generator
+) -> np.ndarray:
     """A single or dual tone (float) with 5 ms ramps, each component at C{dbm0}."""
     n = ms * RATE // 1000
     t = np.arange(n) / RATE
