@@ -51,6 +51,11 @@ class Status(IntEnum):
     NULL_UUID_IN_MULTICONF = 136
     CALL_NOT_ANSWERED = 137
     SEND_DTMF_FAILED = 138
+    # Ours (the seed has no ASR codes): after its last, documented in docs/asr.md.
+    ASR_CONFIG_NOT_SET = 139  # setasrparams refused (e.g. an unknown asr_application)
+    NO_ASR_CONFIG = 140  # startasr names no ASR configuration of the tenant
+    ASR_APPLICATION_FAILED = 141  # the ASR application failed on an utterance
+    ASR_APPLICATION_TIMEOUT = 142  # the ASR application did not answer in time
 
 
 DTMF_CODES = range(200, 236)
