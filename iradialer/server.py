@@ -26,8 +26,8 @@ from iradialer.domain.tenants import LicenseLedger, TenantDirectory
 class LiveConfig:
     """
     The configuration in force.  L{reload} re-reads the file and applies what can change
-    without a restart: tenants (tokens, licenses, gateways, webhook secrets) and the admin
-    token.  Other changes are logged as needing a restart.
+    without a restart: tenants (tokens, licenses, gateways, webhook secrets, cps), the admin
+    token and the gateways' pacing limits.  Other changes are logged as needing a restart.
     """
 
     log = Logger()
@@ -48,6 +48,7 @@ class LiveConfig:
             self.current,
             tenants=new.tenants,
             api=replace(self.current.api, admin_token=new.api.admin_token),
+            gateways=new.gateways,
         )
         for section in ("freeswitch", "media", "store", "manhole", "asr_applications"):
             if getattr(new, section) != getattr(applied, section):

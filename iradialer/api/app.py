@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -153,6 +154,9 @@ class DialerAPI:
     def _dialer_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, DialerError)
+        if error.retry_after is not None:
+            seconds = max(1, math.ceil(error.retry_after))  # whole seconds, never 0
+            request.setHeader(b"retry-after", str(seconds).encode("ascii"))
         return write_json(
             request, error.http_status, error_body(error.http_status, error.message, error.status)
         )
