@@ -14,7 +14,7 @@ infrastructure (FreeSWITCH nodes, the CPA engine); the administrator sees everyt
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -129,7 +129,7 @@ class CallRecorder:
             self.metrics.cpa_decisions.labels(tenant_id, result).inc()
             self.metrics.cpa_decision_seconds.labels(result).observe(latency_ms / 1000.0)
 
-    def _merged(self, tenant_ids: Iterable[str] | None, now: float) -> dict[int, _Minute]:
+    def _merged(self, tenant_ids: Container[str] | None, now: float) -> dict[int, _Minute]:
         """Minute index to the sum over C{tenant_ids} (None: all), for the last hour."""
         current = int(now // 60)
         merged: dict[int, _Minute] = {}
@@ -146,9 +146,7 @@ class CallRecorder:
         Totals of the last 5 and 60 minutes (the minute in progress and the ones before it),
         and one entry per minute of the last hour, oldest first, for the chart.
         """
-        if tenant_ids is not None:
-            tenant_ids = set(tenant_ids)
-        merged = self._merged(tenant_ids, now)
+        merged = self._merged(None if tenant_ids is None else set(tenant_ids), now)
         current = int(now // 60)
         report: dict[str, Any] = {}
         for window in WINDOWS:
@@ -158,8 +156,9 @@ class CallRecorder:
                     total.add(counts)
             report[f"last_{window}_minutes"] = total.summary()
         per_minute = []
+        quiet = _Minute()
         for minute in range(current - HISTORY_MINUTES + 1, current + 1):
-            counts = merged.get(minute, _Minute())
+            counts = merged.get(minute, quiet)
             per_minute.append(
                 {
                     "minute": _iso(minute * 60),
