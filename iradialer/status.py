@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from iradialer import __version__
-from iradialer.config import Config
+from iradialer.config import Config, TenantConfig
 from iradialer.domain.errors import Status
 from iradialer.domain.tenants import LicenseLedger, Principal, TenantDirectory
 from iradialer.metrics import Metrics, cpa_label, reason_label
@@ -253,7 +253,7 @@ class StatusBoard:
 
     # -- what each principal sees ------------------------------------------------------------
 
-    def _tenants(self, principal: Principal) -> list[Any]:
+    def _tenants(self, principal: Principal) -> list[TenantConfig]:
         if principal.tenant is None:
             return list(self.directory)
         tenant = self.directory.get(principal.tenant.id)
@@ -269,7 +269,7 @@ class StatusBoard:
         """
         now = self.clock.seconds()
         tenants = self._tenants(principal)
-        licenses = [
+        licenses: list[dict[str, Any]] = [
             {"id": t.id, "licenses_used": self.ledger.used(t.id), "licenses_total": t.licenses}
             for t in tenants
         ]

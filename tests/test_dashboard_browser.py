@@ -111,7 +111,8 @@ def browse(base: str, board: StatusBoard) -> list[Path]:
             page.clock.install()
             response = page.goto(base + "/api/status")
             assert response.status == 200
-            expect(page.locator("#state")).to_have_text(re.compile("^Updated "))
+            expect(page.locator("#updated")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d UTC$"))
+            assert text(page, "#state") == "Live · refreshes every 10 s"
             assert text(page, "#viewer") == "tenant acme"
             assert text(page, "#active-calls") == "0"
             assert text(page, "#licenses") == "0 of 2"
@@ -149,7 +150,7 @@ def browse(base: str, board: StatusBoard) -> list[Path]:
             page = admin.new_page()
             watch(page)
             page.goto(base + "/api/status")
-            expect(page.locator("#state")).to_have_text(re.compile("^Updated "))
+            expect(page.locator("#updated")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d UTC$"))
             assert text(page, "#viewer") == "administrator (all tenants)"
             assert text(page, "#licenses") == "1 of 3"
             assert "globex" in text(page, "#tenants-table")
