@@ -66,10 +66,15 @@ class DialerError(Exception):
     A request or an action could not be carried out, for a reason with an Appendix B code.
 
     @ivar http_status: the HTTP status an API response carries (400 unless said otherwise).
+    @ivar retry_after: seconds after which the same request may succeed (a throttled request:
+        the API sends it as C{Retry-After}); C{None} when waiting would not help.
     """
 
-    def __init__(self, status: int, message: str, http_status: int = 400) -> None:
+    def __init__(
+        self, status: int, message: str, http_status: int = 400, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = int(status)
         self.message = message
         self.http_status = http_status
+        self.retry_after = retry_after
