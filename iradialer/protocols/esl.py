@@ -22,6 +22,7 @@ No reactor here: the protocol is driven by C{dataReceived}, and tests feed it by
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Protocol as TypingProtocol
 from urllib.parse import unquote
 from uuid import uuid4
 
+import orjson
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -137,8 +139,9 @@ class FrameParser:
     def frames(self) -> Iterator[Frame]:
         buffer = self._buffer
         while True:
-            if self._headers is None:
-                while buffer[:1] == b"\n":
+            headers = self._headers
+            if headers is None:
+                while buffer.startswith(b"\n"):
                     del buffer[:1]
                 end = buffer.find(b"\n\n", self._scan_from)
                 if end < 0:
@@ -150,10 +153,15 @@ class FrameParser:
                     return
                 if end > self.max_header_bytes:
                     raise ProtocolError(f"header block of {end} bytes")
-                headers = _frame_headers(bytes(buffer[:end]))
+                usual = _USUAL_HEADERS.fullmatch(buffer, 0, end)
+                if usual is not None:
+                    length = usual[1].decode()
+                    headers = {"Content-Length": length, "Content-Type": usual[2].decode()}
+                else:
+                    headers = _frame_headers(bytes(buffer[:end]))
+                    length = headers.get("Content-Length")
                 del buffer[: end + 2]
                 self._scan_from = 0
-                length = headers.get("Content-Length")
                 if length is None:
                     yield Frame(headers)
                     continue
@@ -166,12 +174,17 @@ class FrameParser:
                         f"{self.max_body_bytes}"
                     )
                 self._headers = headers
-            if len(buffer) < self._body_length:
+            size = self._body_length
+            if len(buffer) < size:
                 return
-            body = bytes(buffer[: self._body_length])
-            del buffer[: self._body_length]
-            headers, self._headers = self._headers, None
+            body = bytes(buffer[:size])
+            del buffer[:size]
+            self._headers = None
             yield Frame(headers, body)
+
+
+# How mod_event_socket heads every event frame; other frames take the general path.
+_USUAL_HEADERS = re.compile(rb"Content-Length: ([0-9]{1,12})\nContent-Type: ([!-~]{1,100})")
 
 
 def _frame_headers(block: bytes) -> dict[str, str]:
@@ -184,7 +197,7 @@ def _frame_headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-_JSON = json.JSONDecoder(object_pairs_hook=list)
+_JSON_PAIRS = json.JSONDecoder(object_pairs_hook=list)
 
 HeaderValue = str | list[str]
 
@@ -210,10 +223,20 @@ class Event:
     __slots__ = ("name", "subclass", "uuid", "body", "_headers", "_pairs", "_repeats")
 
     def __init__(self, pairs: list[tuple[str, HeaderValue]], body: str | None = None) -> None:
-        headers = dict(reversed(pairs))
+        self._setup(dict(reversed(pairs)), pairs, body)
+
+    def _setup(
+        self,
+        headers: dict[str, HeaderValue],
+        pairs: list[tuple[str, HeaderValue]] | None,
+        body: str | None,
+    ) -> None:
+        """
+        C{pairs} is C{None} when it would only repeat C{headers} (no name twice).
+        """
         self._headers = headers
         self._pairs = pairs
-        self._repeats = len(headers) != len(pairs)
+        self._repeats = pairs is not None and len(headers) != len(pairs)
         self.body = body
         self.name = self._last("Event-Name")
         self.subclass = self.get("Event-Subclass")
@@ -224,20 +247,28 @@ class Event:
         """
         Parse the body of a C{text/event-json} frame.
 
+        FreeSWITCH writes each header as C{"name":value} with no spaces, so a body with as
+        many C{":} as keys repeats no name and the plain dict is the whole event; else
+        (a repeated name, or a value holding C{\\":}) it is read again keeping every pair.
+
         @raise ValueError: not a JSON object of string or list-of-string values.
         """
-        pairs = _JSON.decode(data.decode("utf-8"))
-        if not isinstance(pairs, list):
+        headers = orjson.loads(data)
+        if not isinstance(headers, dict):
             raise ValueError("event JSON is not an object")
-        body = None
-        if pairs and pairs[-1][0] == "_body":
-            body = pairs.pop()[1]
-        elif any(name == "_body" for name, _ in pairs):
-            body = next(value for name, value in pairs if name == "_body")
-            pairs = [(name, value) for name, value in pairs if name != "_body"]
-        if body is not None and not isinstance(body, str):
-            raise ValueError("event _body is not a string")
-        return cls(pairs, body)
+        pairs = None
+        if data.count(b'":') != len(headers):
+            pairs = _JSON_PAIRS.decode(data.decode("utf-8"))
+            headers = dict(reversed(pairs))
+        body = headers.pop("_body", None)
+        if body is not None:
+            if not isinstance(body, str):
+                raise ValueError("event _body is not a string")
+            if pairs is not None:
+                pairs = [(name, value) for name, value in pairs if name != "_body"]
+        event = cls.__new__(cls)
+        event._setup(headers, pairs, body)
+        return event
 
     @classmethod
     def from_plain(cls, data: bytes) -> Event:
@@ -273,8 +304,13 @@ class Event:
         return default if value is None else _first(value)
 
     def get_all(self, header: str) -> list[str]:
+        if self._pairs is None:
+            value = self._headers.get(header)
+            pairs = [] if value is None else [(header, value)]
+        else:
+            pairs = self._pairs
         values: list[str] = []
-        for name, value in self._pairs:
+        for name, value in pairs:
             if name == header:
                 values.extend([value] if isinstance(value, str) else map(str, value))
         return values
@@ -286,7 +322,7 @@ class Event:
         """
         Every header as received, in order, repeats included.
         """
-        return list(self._pairs)
+        return list(self._headers.items() if self._pairs is None else self._pairs)
 
     @property
     def sequence(self) -> int | None:
@@ -294,7 +330,7 @@ class Event:
         return int(value) if value.isdigit() else None
 
     def _last(self, header: str) -> str:
-        if not self._repeats:
+        if not self._repeats or self._pairs is None:
             return self.get(header, "")
         for name, value in reversed(self._pairs):
             if name == header:
