@@ -6,6 +6,7 @@ them, and a transport that reports its own closing.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
@@ -89,7 +90,7 @@ def plain_event(headers: list[tuple[str, str]], body: str | None = None) -> byte
     return frame_bytes([("Content-Type", "text/event-plain")], event)
 
 
-def json_event(headers: list[tuple[str, str]], body: str | None = None) -> bytes:
+def json_event(headers: list[tuple[str, object]], body: str | None = None) -> bytes:
     """
     A C{text/event-json} frame as C{switch_event_serialize_json} writes it (repeated
     names stay repeated).
@@ -148,7 +149,7 @@ class ClosingTransport(StringTransport):
 
     def __init__(self) -> None:
         super().__init__()
-        self.protocol = None
+        self.protocol: Any = None
         self.aborted = False
 
     def loseConnection(self) -> None:
@@ -164,7 +165,7 @@ class ClosingTransport(StringTransport):
             self.protocol.connectionLost(Failure(error))
 
 
-def connected(protocol, transport: ClosingTransport | None = None) -> ClosingTransport:  # type: ignore[no-untyped-def]
+def connected(protocol: Any, transport: ClosingTransport | None = None) -> ClosingTransport:
     transport = transport or ClosingTransport()
     transport.protocol = protocol
     protocol.makeConnection(transport)

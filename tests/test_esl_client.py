@@ -223,6 +223,20 @@ def test_log_lines_do_not_take_a_reply():
     assert listener.events == []
 
 
+def test_unknown_frames_are_ignored():
+    """
+    A frame type we never asked for (text/event-xml) is logged and skipped; it takes no
+    reply and no event.
+    """
+    client, listener, _ = authenticated()
+    status = Outcome(client.api("status"))
+    xml = frame_bytes([("Content-Type", "text/event-xml")], b"<event/>")
+    with capturedLogs() as logs:
+        client.dataReceived(xml + api_response("UP"))
+    assert status.result == "UP" and listener.events == []
+    assert any("Ignoring" in (e.get("log_format") or "") for e in logs)
+
+
 def test_reply_without_a_command_is_ignored():
     """
     A reply nobody waits for is logged and dropped; the connection stays usable.
