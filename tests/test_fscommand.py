@@ -7,6 +7,7 @@ input can make FreeSWITCH read a command differently from what the builder was g
 from __future__ import annotations
 
 import posixpath
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -359,6 +360,21 @@ def test_play_and_get_digits_quotes_prompts_with_spaces():
     )
 
 
+def digits(**overrides: Any) -> str:
+    arguments: dict[str, Any] = {
+        "min_digits": 1,
+        "max_digits": 3,
+        "tries": 1,
+        "timeout_ms": 1000,
+        "terminators": "#",
+        "prompt": fscommand.silence_stream(1),
+        "invalid_prompt": fscommand.silence_stream(1),
+        "var_name": "d",
+    }
+    arguments.update(overrides)
+    return fscommand.play_and_get_digits(**arguments)
+
+
 @pytest.mark.parametrize(
     "build",
     [
@@ -379,47 +395,12 @@ def test_play_and_get_digits_quotes_prompts_with_spaces():
         lambda: fscommand.sound_path("/sounds", "a/./b.wav"),
         lambda: fscommand.sound_path("/sounds", "a b.wav"),
         lambda: fscommand.sound_path("sounds", "x.wav"),
-        lambda: fscommand.play_and_get_digits(
-            min_digits=1,
-            max_digits=3,
-            tries=1,
-            timeout_ms=1000,
-            terminators="#",
-            prompt="say:don't",
-            invalid_prompt=fscommand.silence_stream(1),
-            var_name="d",
-        ),
-        lambda: fscommand.play_and_get_digits(
-            min_digits=1,
-            max_digits=3,
-            tries=1,
-            timeout_ms=1000,
-            terminators="#",
-            prompt=fscommand.silence_stream(1),
-            invalid_prompt=fscommand.silence_stream(1),
-            var_name="d",
-            regex="\\s+",
-        ),
-        lambda: fscommand.play_and_get_digits(
-            min_digits=1,
-            max_digits=3,
-            tries=1,
-            timeout_ms=1000,
-            terminators="#;",
-            prompt=fscommand.silence_stream(1),
-            invalid_prompt=fscommand.silence_stream(1),
-            var_name="d",
-        ),
-        lambda: fscommand.play_and_get_digits(
-            min_digits=3,
-            max_digits=2,
-            tries=1,
-            timeout_ms=1000,
-            terminators="#",
-            prompt=fscommand.silence_stream(1),
-            invalid_prompt=fscommand.silence_stream(1),
-            var_name="d",
-        ),
+        lambda: digits(prompt="say:don't"),
+        lambda: digits(regex="\\s+"),
+        lambda: digits(terminators="#;"),
+        lambda: digits(min_digits=3, max_digits=2),
+        lambda: digits(var_name="my digits"),
+        lambda: digits(prompt="/sounds/../x.wav"),
         lambda: fscommand.conference("CONF-x@evil"),
         lambda: fscommand.conference("CONF-x", "default+flags{moderator}"),
         lambda: fscommand.conference_name("x"),
