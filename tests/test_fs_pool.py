@@ -18,7 +18,6 @@ from twisted.python.failure import Failure
 from iradialer.config import NodeConfig
 from iradialer.freeswitch import (
     EVENTS,
-    FreeSwitchListener,
     Node,
     NodeDown,
     NodePool,
@@ -178,14 +177,6 @@ def outcome(d):  # type: ignore[no-untyped-def]
     box: list[Any] = []
     d.addBoth(box.append)
     return box[0] if box else None
-
-
-def test_listener_protocol_is_what_call_control_implements():
-    """
-    The recorder used here satisfies the FreeSwitchListener protocol (checked by mypy).
-    """
-    listener: FreeSwitchListener = Recorder([])
-    assert listener
 
 
 # -- the handshake ---------------------------------------------------------------------

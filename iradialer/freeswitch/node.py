@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 
 from iradialer.config import NodeConfig
 from iradialer.protocols import fscommand
-from iradialer.protocols.esl import ConnectionClosed, Event, EventSocketClient
+from iradialer.protocols.esl import CommandError, ConnectionClosed, Event, EventSocketClient
 
 if TYPE_CHECKING:
     from iradialer.freeswitch.pool import NodePool
@@ -100,11 +100,11 @@ class Node:
 
     def api(self, command: str) -> Deferred[str]:
         client = self._usable()
-        return client.api(command) if client else fail(NodeDown(self.name))
+        return fail(NodeDown(self.name)) if client is None else client.api(command)
 
     def bgapi(self, command: str) -> Deferred[str]:
         client = self._usable()
-        return client.bgapi(command) if client else fail(NodeDown(self.name))
+        return fail(NodeDown(self.name)) if client is None else client.bgapi(command)
 
     def execute(
         self, uuid: str, app: str, arg: str = "", event_lock: bool = False
@@ -116,7 +116,7 @@ class Node:
 
     def hangup(self, uuid: str, cause: str = "NORMAL_CLEARING") -> Deferred[str]:
         client = self._usable()
-        return client.hangup(uuid, cause) if client else fail(NodeDown(self.name))
+        return fail(NodeDown(self.name)) if client is None else client.hangup(uuid, cause)
 
     def unicast(
         self,
@@ -231,9 +231,9 @@ class Node:
             return
         self._handshake_failures += 1
         self._cancel_timer()
-        if failure.check(ConnectionClosed):
+        if failure.check(ConnectionClosed, CommandError):
             self.log.warn(
-                "FreeSWITCH {node}: connection lost during the handshake: {why}",
+                "FreeSWITCH {node}: handshake failed: {why}",
                 node=self.name,
                 why=failure.getErrorMessage(),
             )

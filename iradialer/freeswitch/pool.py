@@ -77,7 +77,10 @@ class FreeSwitchListener(Protocol):
 
     def node_up(self, node: Node, live_channels: list[dict[str, Any]]) -> None:
         """
-        The node is usable; C{live_channels} are the rows of C{show channels as json}.
+        The node is usable; C{live_channels} are the rows of C{show channels as json}
+        (C{uuid}, C{name}, C{state}, C{callstate}, ...).  Calls the pool already owns stay
+        owned; a live call call control knows but the pool does not (after iradialer
+        restarted) is re-adopted with C{claim(uuid, node, adopted=True)}.
         """
 
     def node_down(self, node: Node) -> None:
