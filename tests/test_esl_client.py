@@ -5,6 +5,7 @@ connection.  Every real session in C{tests/fixtures/esl/} is replayed through it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -79,7 +80,7 @@ def authenticated(**kwargs: Any) -> tuple[EventSocketClient, Listener, Any]:
     return client, listener, transport
 
 
-def uuids(*values: str):  # type: ignore[no-untyped-def]
+def uuids(*values: str) -> Callable[[], str]:
     it = iter(values)
     return lambda: next(it)
 

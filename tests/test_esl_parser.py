@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -55,7 +56,7 @@ FRAME_COUNTS = {
 SMALL = [path for path in RECEIVED if path.stat().st_size <= 8192]
 
 
-def whole(path) -> list[Frame]:  # type: ignore[no-untyped-def]
+def whole(path: Path) -> list[Frame]:
     return parse([path.read_bytes()])
 
 

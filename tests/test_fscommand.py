@@ -7,6 +7,7 @@ input can make FreeSWITCH read a command differently from what the builder was g
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ nasty = st.text(
 ) | st.lists(st.sampled_from(SPECIAL), max_size=12).map("".join)
 
 
-def exercise(check, strategy, examples: int = 400) -> None:  # type: ignore[no-untyped-def]
+def exercise(check: Callable[[Any], None], strategy: Any, examples: int = 400) -> None:
     """
     Run C{check} on generated inputs; a builder refusing one (UnsafeValue) is fine, but
     enough inputs must get through for the property to mean something.
@@ -44,7 +45,7 @@ def exercise(check, strategy, examples: int = 400) -> None:  # type: ignore[no-u
 
     @settings(max_examples=examples, deadline=None)
     @given(strategy)
-    def run(value):  # type: ignore[no-untyped-def]
+    def run(value: Any) -> None:
         nonlocal accepted
         try:
             check(value)
