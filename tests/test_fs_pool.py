@@ -10,8 +10,12 @@ import json
 from typing import Any
 
 import pytest
+import pytest_twisted
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -590,3 +594,62 @@ def test_failure_reasons_are_kept():
     h.fs().drop()
     failure = outcome(pending)
     assert isinstance(failure, Failure) and "goodbye" in str(failure.value)
+
+
+class TinyFreeSwitch(Protocol):
+    """
+    Just enough of mod_event_socket over a real socket: asks for the password, accepts
+    the subscription (then sends a HEARTBEAT), lists one channel, answers api status.
+    """
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.transport.write(AUTH_REQUEST)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n\n" in self.buffer:
+            packet, self.buffer = self.buffer.split(b"\n\n", 1)
+            command = packet.split(b"\n")[0]
+            if command == b"auth ClueCon":
+                self.transport.write(ACCEPTED)
+            elif command.startswith(b"event json "):
+                answer = reply("+OK event listener enabled json")
+                self.transport.write(answer + event("HEARTBEAT", {"Event-Sequence": "1"}))
+            elif command == b"api show channels as json":
+                self.transport.write(api_response(channels(U)))
+            elif command == b"api status":
+                self.transport.write(api_response("UP\n"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_end_to_end_over_tcp():
+    """
+    Over a real TCP connection on 127.0.0.1 (the default HostnameEndpoint), the pool
+    authenticates, subscribes, lists channels, reports the node up with the events of the
+    handshake after it, and carries an api command.
+    """
+    server = Factory.forProtocol(TinyFreeSwitch)
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(server)
+    up: Deferred[None] = Deferred()
+    pool_ref: list[NodePool] = []
+
+    class Waiting(Recorder):
+        def event_received(self, node: Node, event: Event) -> None:
+            super().event_received(node, event)
+            if event.name == "HEARTBEAT" and not up.called:
+                up.callback(None)
+
+    listener = Waiting(pool_ref)
+    config = NodeConfig("fs1", "127.0.0.1", port.getHost().port, "ClueCon")
+    pool = NodePool([config], reactor, listener)
+    pool_ref.append(pool)
+    pool.startService()
+    try:
+        await up.addTimeout(10, reactor)
+        assert listener.heard[0] == ("up", "fs1", [U])
+        assert listener.names() == ["up", "HEARTBEAT"]
+        assert await pool.node("fs1").api("status") == "UP\n"
+    finally:
+        await pool.stopService()
+        await port.stopListening()
