@@ -238,9 +238,12 @@ class Event:
         self._pairs = pairs
         self._repeats = pairs is not None and len(headers) != len(pairs)
         self.body = body
-        self.name = self._last("Event-Name")
-        self.subclass = self.get("Event-Subclass")
-        self.uuid = self.get("Unique-ID")
+        name = headers.get("Event-Name", "")
+        self.name = self._last("Event-Name") if self._repeats or type(name) is not str else name
+        subclass = headers.get("Event-Subclass")
+        self.subclass = subclass if subclass is None else _first(subclass)
+        uuid = headers.get("Unique-ID")
+        self.uuid = uuid if uuid is None else _first(uuid)
 
     @classmethod
     def from_json(cls, data: bytes) -> Event:
@@ -583,8 +586,8 @@ class EventSocketClient(Protocol):
             self._close(f"protocol error: {e}")
 
     def _dispatch(self, frame: Frame) -> None:
-        content_type = frame.content_type
-        if content_type in ("text/event-json", "text/event-plain"):
+        content_type = frame.headers.get("Content-Type")
+        if content_type == "text/event-json" or content_type == "text/event-plain":
             self._event(frame)
         elif content_type == "command/reply":
             self._reply(frame.headers.get("Reply-Text", ""))
@@ -644,7 +647,10 @@ class EventSocketClient(Protocol):
 
     def _event(self, frame: Frame) -> None:
         try:
-            event = event_from_frame(frame)
+            if frame.headers["Content-Type"] == "text/event-json":
+                event = Event.from_json(frame.body)
+            else:
+                event = Event.from_plain(frame.body)
         except ValueError:
             self.log.failure("Dropping an event FreeSWITCH sent unreadable: {frame!r}", frame=frame)
             return
