@@ -19,10 +19,6 @@ CAPTURES = FIXTURES / "esl"
 RECEIVED = sorted(CAPTURES.glob("*.recv.raw"))
 
 
-def capture(name: str) -> bytes:
-    return (CAPTURES / name).read_bytes()
-
-
 def parse(chunks: list[bytes]) -> list[Frame]:
     parser = FrameParser()
     frames: list[Frame] = []
