@@ -172,6 +172,12 @@ class Call:
                 if self.place is Place.CONFERENCE
                 else f"Call can't accept the DTMF while {self.place.value}",
             )
+        if action in (Action.PLAY, Action.ASR) and self.place is Place.CONFERENCE:
+            raise DialerError(
+                Status.INVALID_REQUEST,
+                "not available while the call is in a conference (not implemented yet); "
+                "parkcall first",
+            )
         if action in (Action.PLAY, Action.BRIDGE, Action.ASR) and self.place is Place.MOVING:
             raise DialerError(
                 Status.INVALID_REQUEST, "The call is moving between conference and park; retry"
