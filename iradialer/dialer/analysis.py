@@ -6,6 +6,7 @@ C{cpa_detection}, the end as C{cpa_done}.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import struct
 from dataclasses import dataclass
@@ -120,18 +121,25 @@ class CallAnalysis:
         if not call.live:
             return
         node = self.dialer.node_of(call)
+        freeswitch_ip = node.config.host
+        try:
+            ipaddress.ip_address(freeswitch_ip)
+        except ValueError:
+            raise DialerError(
+                Status.CPA_INIT_FAILED,
+                f"CPA initialization failed! FreeSWITCH node {node.name} has host "
+                f"{freeswitch_ip!r}; unicast needs an IP address there",
+            ) from None
         media = self.dialer.media
         port = media.allocate_port()
         try:
-            stream = media.open_stream(
-                call.uuid, (node.media_ip, port), config, listener=self,
-            )
+            stream = media.open_stream(call.uuid, (freeswitch_ip, port), config, listener=self)
         except Exception:
             media.release_port(port)
             raise
         self.sessions[call.uuid] = _Session(call.uuid, port, stream)
-        settings = self.dialer.config.media
-        await node.unicast(call.uuid, node.media_ip, port, settings.listen, settings.port)
+        receiver_ip, receiver_port = media.address
+        await node.unicast(call.uuid, freeswitch_ip, port, receiver_ip, receiver_port)
         self.dialer.emit(call, "cpa_setup", "CPA parameter has been loaded",
                          config_name=call.cpa_config)
         if config.welcome_beep_ms:
@@ -156,17 +164,23 @@ class CallAnalysis:
         if call is None:
             return
         kind = detection.event
-        fields: dict[str, Any] = {"event_data": kind, "ms_since_answer": int(detection.ms)}
+        fields: dict[str, Any] = {
+            "event_data": kind,
+            "ms_since_answer": int(detection.decided_ms),
+            "onset_ms": int(detection.ms),
+        }
         if kind == "DTMF":
             fields["digit"] = detection.digit
             status = f"DTMF {detection.digit} detected"
         else:
             status = STATUS_TEXT.get(kind, f"tone {kind} detected")
-        frequency = getattr(detection, "frequency", None)
-        if frequency is not None:
-            fields["frequency"] = round(float(frequency), 1)
+        for name, value in detection.extras.items():
+            fields.setdefault(name, value)
         call.timeline.append({"at": round(self.dialer.clock.seconds(), 3), "signal": "cpa",
-                              "event_data": kind, "ms_since_answer": int(detection.ms)})
+                              "event_data": kind, "ms_since_answer": int(detection.decided_ms)})
+        self.dialer.recorder.record_cpa(call.tenant_id, kind,
+                                        detection.decided_ms - detection.ms,
+                                        self.dialer.clock.seconds())
         self.dialer.emit(call, "cpa_detection", status, **fields)
 
     def cpa_done(self, call_uuid: str, ms: int, reason: str) -> None:
@@ -190,4 +204,5 @@ class CallAnalysis:
 
     def _call_ended(self, call: Call) -> None:
         self._close(call.uuid)
+        self.dialer.media.forget_call(call.uuid)
 

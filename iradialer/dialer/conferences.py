@@ -126,7 +126,8 @@ class Conferences:
         node = self.dialer.node_of(call)
         self.dialer.advance(call, "moving", conference=conference.name)
         try:
-            await node.api(fscommand.transfer_to_conference(call.uuid, conference.name))
+            await node.api(fscommand.uuid_transfer_to_conference(
+                call.uuid, fscommand.conference(conference.name)))
         except CommandError as e:
             self.dialer.advance(call, "parked")
             raise DialerError(code, f"Bridging into the conference failed: {e.text}") from None
@@ -180,7 +181,7 @@ class Conferences:
         self.dialer.expect_url(call, "parked", body.get("event_url"))
         self.dialer.advance(call, "moving")
         try:
-            await self.dialer.node_of(call).api(fscommand.transfer_to_park(call.uuid))
+            await self.dialer.node_of(call).api(fscommand.uuid_park(call.uuid))
         except CommandError as e:
             raise DialerError(Status.PARK_FAILED, f"Failed to park the call: {e.text}") from None
         return {"call_uuid": call.uuid}

@@ -25,10 +25,14 @@ from iradialer.dialer.records import Records
 from iradialer.domain import hangup as causes
 from iradialer.domain.calls import Action, Call, Place, Progress
 from iradialer.domain.errors import DialerError, Status
-from iradialer.domain.tenants import LicenseLedger, LicensesExhausted
+from iradialer.domain.pacing import Pacer
+from iradialer.domain.tenants import LicenseLedger, LicensesExhausted, TenantDirectory
+from iradialer.freeswitch.node import NodeDown
 from iradialer.freeswitch.pool import NoNodeAvailable
 from iradialer.protocols import fscommand
-from iradialer.protocols.esl import CommandError, Event
+from iradialer.protocols.esl import CommandError, ConnectionClosed, Event
+from iradialer.status import CallRecorder
+from iradialer.tts import TextToSpeech
 
 # How many ended calls are kept in memory for getdetails (older ones come from the store).
 ENDED_KEPT = 10_000
@@ -49,8 +53,12 @@ class Dialer(Service):
         media: Any,
         webhooks: Any,
         records: Records,
+        directory: TenantDirectory,
         ledger: LicenseLedger,
+        pacer: Pacer,
+        recorder: CallRecorder,
         clock: IReactorTime,
+        tts: dict[str, TextToSpeech] | None = None,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
     ) -> None:
         self.config = config
@@ -58,8 +66,12 @@ class Dialer(Service):
         self.media = media
         self.webhooks = webhooks
         self.records = records
+        self.directory = directory
         self.ledger = ledger
+        self.pacer = pacer
+        self.recorder = recorder
         self.clock = clock
+        self.tts = tts or {}
         self.new_uuid = new_uuid
         self.calls: dict[str, Call] = {}
         self.ended: OrderedDict[str, Call] = OrderedDict()
@@ -97,6 +109,7 @@ class Dialer(Service):
         @raise DialerError: 107 (404) for an unknown call or another tenant's; else what
             L{Call.check} says.
         """
+        call_uuid = call_uuid.lower()
         call = self.calls.get(call_uuid) or self.ended.get(call_uuid)
         if call is None or call.tenant_id != tenant.id:
             raise DialerError(
@@ -104,6 +117,9 @@ class Dialer(Service):
             )
         call.check(action)
         return call
+
+    def tenant(self, tenant_id: str) -> TenantConfig | None:
+        return self.directory.get(tenant_id)
 
     def node_of(self, call: Call) -> Any:
         node = self.pool.node_for(call.uuid)
@@ -178,47 +194,13 @@ class Dialer(Service):
                 raise DialerError(Status.INVALID_REQUEST, "add_to_conf needs join_conf yes")
             self.lookup(tenant, add_to, Action.BRIDGE)
         await self.webhooks.check_event_url(body["event_url"], tenant)
+        self.pacer.admit(tenant.id, gateway, self.clock.seconds())
         try:
-            node = self.pool.choose_node()
-        except NoNodeAvailable as e:
-            raise DialerError(Status.DIAL_FAILED, f"Call dialing failed: {e}", 503) from None
-        call_uuid = self.new_uuid()
-        try:
-            self.ledger.acquire(tenant.id, call_uuid)
-        except LicensesExhausted as e:
-            raise DialerError(Status.LICENSES_USED_UP, str(e)) from None
-        call = Call(
-            uuid=call_uuid,
-            tenant_id=tenant.id,
-            node=node.name,
-            event_url=body["event_url"],
-            to=body["to"],
-            from_=body["from"],
-            gateway=gateway,
-            created_at=self.clock.seconds(),
-            enable_cpa=body["enable_cpa"],
-            cpa_config=body.get("config_name"),
-            join_conf=body["join_conf"],
-            conf_uuid=f"CONF-{self.new_uuid()}" if body["join_conf"] else None,
-            add_to_conf=add_to,
-            call_params={k: str(v) for k, v in (body.get("call_params") or {}).items()},
-        )
-        try:
-            command = fscommand.originate(
-                call_uuid=call_uuid,
-                gateway=gateway,
-                destination=call.to,
-                caller_id=call.from_,
-                timeout=body["dial_timeout"],
-                sip_headers=call.call_params,
-            )
-        except ValueError as e:
-            self.ledger.release(call_uuid)
-            raise DialerError(Status.INVALID_REQUEST, str(e)) from None
-        self.calls[call_uuid] = call
-        self.pool.claim(call_uuid, node)
-        if call.conf_uuid:
-            self.conferences.reserve(call.conf_uuid, tenant.id)
+            call, node, command = self._place(tenant, body)
+        except BaseException:
+            self.pacer.call_ended(gateway)
+            raise
+        self.recorder.record_call_started(tenant.id, call.created_at)
         await DeferredList(
             [
                 self.save(call),
@@ -231,28 +213,90 @@ class Dialer(Service):
         d = node.bgapi(command)
         d.addCallbacks(self._originated, self._originate_failed,
                        callbackArgs=(call,), errbackArgs=(call,))
-        result = {"call_uuid": call_uuid}
+        result = {"call_uuid": call.uuid}
         if call.conf_uuid:
             result["conf_uuid"] = call.conf_uuid
         return result
+
+    def _place(self, tenant: TenantConfig, body: dict[str, Any]) -> tuple[Call, Any, str]:
+        """
+        Choose the node, take a license, build the originate command and register the
+        call; undone entirely if any step is refused.
+        """
+        try:
+            node = self.pool.choose_node()
+        except NoNodeAvailable as e:
+            if e.retry_after is not None:
+                raise DialerError(
+                    Status.ORIGINATE_THROTTLED,
+                    f"Call failed to originate, could be a throttling problem: {e}",
+                    429,
+                    retry_after=e.retry_after,
+                ) from None
+            raise DialerError(Status.DIAL_FAILED, f"Call dialing failed: {e}", 503) from None
+        call_uuid = self.new_uuid()
+        call = Call(
+            uuid=call_uuid,
+            tenant_id=tenant.id,
+            node=node.name,
+            event_url=body["event_url"],
+            to=body["to"],
+            from_=body["from"],
+            gateway=body["gateway"],
+            created_at=self.clock.seconds(),
+            enable_cpa=body["enable_cpa"],
+            cpa_config=body.get("config_name"),
+            join_conf=body["join_conf"],
+            conf_uuid=f"CONF-{self.new_uuid()}" if body["join_conf"] else None,
+            add_to_conf=body.get("add_to_conf", "").lower() or None,
+            call_params={k: str(v) for k, v in (body.get("call_params") or {}).items()},
+        )
+        try:
+            command = fscommand.originate(
+                call_uuid=call_uuid,
+                gateway=call.gateway,
+                destination=call.to,
+                caller_id_number=call.from_,
+                timeout_s=body["dial_timeout"],
+                sip_headers={f"X-{k}": v for k, v in call.call_params.items()},
+            )
+        except fscommand.UnsafeValue as e:
+            raise DialerError(Status.INVALID_REQUEST, f"{e.what}: {e.problem}") from None
+        try:
+            self.ledger.acquire(tenant.id, call_uuid)
+        except LicensesExhausted as e:
+            raise DialerError(Status.LICENSES_USED_UP, str(e)) from None
+        self.calls[call_uuid] = call
+        self.pool.claim(call_uuid, node)
+        if call.conf_uuid:
+            self.conferences.reserve(call.conf_uuid, tenant.id, node.name)
+        return call, node, command
 
     def _originated(self, reply: str, call: Call) -> None:
         self.log.debug("Originate of {call_uuid} returned {reply!r}", call_uuid=call.uuid,
                        reply=reply)
 
     def _originate_failed(self, failure: Failure, call: Call) -> None:
+        """
+        FreeSWITCH's C{-ERR <CAUSE>} ends a call that produced no hangup of its own (the
+        BACKGROUND_JOB of a failed originate comes after CHANNEL_HANGUP_COMPLETE when there
+        was a channel).  A lost connection decides nothing: reconciliation after the
+        reconnect says whether the call exists.
+        """
+        if call.hangup is not None:
+            return
         if failure.check(CommandError):
-            if call.hangup is None:
-                self.finish(call, causes.from_originate_error(failure.value.text))
-            return
-        if not self.pool.node_for(call.uuid) or not self.node_of(call).connected:
-            # The connection went away: reconciliation after the reconnect says whether the
-            # call exists; nothing to decide now.
-            self.log.warn("Originate of {call_uuid} interrupted: {why}", call_uuid=call.uuid,
-                          why=failure.getErrorMessage())
-            return
-        self.log.failure("Originate of {call_uuid} failed", failure, call_uuid=call.uuid)
-        if call.hangup is None:
+            self.finish(call, causes.from_originate_error(failure.value.text))
+        elif failure.check(NodeDown):
+            self.finish(call, causes.Hangup(
+                "NORMAL_TEMPORARY_FAILURE", 41, None,
+                f"dialing failed: FreeSWITCH node {call.node} went down before the call was placed",
+            ))
+        elif failure.check(ConnectionClosed):
+            self.log.warn("Originate of {call_uuid} interrupted by a lost connection",
+                          call_uuid=call.uuid)
+        else:
+            self.log.failure("Originate of {call_uuid} failed", failure, call_uuid=call.uuid)
             self.finish(call, causes.Hangup("NORMAL_TEMPORARY_FAILURE", 41, None,
                                             f"dialing failed: {failure.getErrorMessage()}"))
 
@@ -294,12 +338,14 @@ class Dialer(Service):
     # -- FreeSWITCH events (the pool's listener) --------------------------------------------
 
     def event_received(self, node: Any, event: Event) -> None:
-        call = self.calls.get(event.uuid or "")
-        if call is None:
-            return
         name = event.name
         if name == "CUSTOM":
             name = f"CUSTOM {event.subclass}"
+        call = self.calls.get(event.uuid or "")
+        if call is None:
+            if name == "CUSTOM conference::maintenance":
+                self.conferences.conference_event(event)
+            return
         handler = getattr(self, "_on_" + name.replace(" ", "_").replace("::", "_"), None)
         if handler is not None:
             handler(call, event)
@@ -324,6 +370,7 @@ class Dialer(Service):
         if not self.advance(call, "answered"):
             return
         self.emit(call, "answered", "answered")
+        self.recorder.record_call_answered(call.tenant_id, self.clock.seconds())
         if call.enable_cpa:
             self.analysis.start(call)
         elif call.join_conf:
@@ -383,6 +430,8 @@ class Dialer(Service):
         )
         self.ledger.release(call.uuid)
         self.pool.release(call.uuid)
+        self.pacer.call_ended(call.gateway)
+        self.recorder.record_call_ended(call.tenant_id, why.reason_code, now)
         self._drop_when_created.discard(call.uuid)
         for key in [k for k in self._pending_urls if k[0] == call.uuid]:
             del self._pending_urls[key]
@@ -420,7 +469,7 @@ class Dialer(Service):
                 self.finish(call, causes.unobserved(
                     f"call ended while iradialer could not see FreeSWITCH node {node.name}"))
                 continue
-            self.pool.claim(call.uuid, node)
+            self.pool.claim(call.uuid, node, adopted=True)
             if row.get("callstate") in ("ACTIVE", "HELD") and call.progress is not Progress.ANSWERED:
                 self.advance(call, "answered")
                 self.emit(call, "answered", "answered (seen after reconnecting)")
@@ -438,15 +487,13 @@ class Dialer(Service):
             call = _call_from_record(record)
             self.calls[call.uuid] = call
             self.ledger.acquire(call.tenant_id, call.uuid, force=True)
-            node = self.pool.node_named(call.node)
-            if node is not None:
-                self.pool.claim(call.uuid, node)
-            self.log.info("Re-adopted call {call_uuid} on {node}", call_uuid=call.uuid,
-                          node=call.node)
-        for node in self.pool.nodes:
-            if node.connected:
-                rows = await node.show_channels()
-                self._reconcile(node, rows)
+            if call.node not in {node.name for node in self.pool.nodes}:
+                self.finish(call, causes.unobserved(
+                    f"call was on FreeSWITCH node {call.node}, which is no longer configured"))
+                continue
+            self.pacer.call_adopted(call.gateway)
+            self.log.info("Re-adopting call {call_uuid} of the last run (node {node})",
+                          call_uuid=call.uuid, node=call.node)
 
     def startService(self) -> None:
         super().startService()

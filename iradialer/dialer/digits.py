@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from iradialer.config import TenantConfig
-from iradialer.dialer.playback import FLITE_VOICES, normalise_url, resolve_file
+from iradialer.dialer.playback import FLITE_VOICES, resolve_file, spoken, url_source
 from iradialer.domain.calls import Action, Call
 from iradialer.domain.errors import DialerError, DtmfStatus, Status
 from iradialer.protocols import fscommand
@@ -28,7 +28,7 @@ from iradialer.protocols.esl import CommandError, Event
 if TYPE_CHECKING:
     from iradialer.dialer.core import Dialer
 
-NO_PROMPT = "silence_stream://250"
+NO_PROMPT = fscommand.silence_stream(250)
 ANY_DIGITS = r"^[0-9A-D*#]+$"
 
 
@@ -74,6 +74,7 @@ class Digits:
             re.compile(pattern)
         except re.error as e:
             raise DialerError(DtmfStatus.BAD_REGEX, f"reg_expr is not a valid regular expression: {e}") from None
+        self.dialer.lookup(tenant, body["call_uuid"], Action.COLLECT_DTMF)
         kind = body["audio_type"].lower()
         prompt = await self._prompt(kind, body["prompt_message"], body)
         invalid = (await self._prompt(kind, body["error_message"], body)
@@ -84,20 +85,27 @@ class Digits:
         )
 
     async def _prompt(self, kind: str, message: str, body: dict[str, Any]) -> str:
+        """
+        A prompt for play_and_get_digits: a file, a URL, C{say:flite:<voice>:<text>}, or a
+        file synthesized by another TTS engine.
+        """
         if kind in ("filename", "file"):
             return resolve_file(self.dialer.config.media.files_dir, message)
         if kind == "url":
-            return fscommand.http_cache_url(normalise_url(message))
+            return url_source(message)
         engine = body["tts_engine"].lower()
         if engine == "flite":
             voice = body["tts_voice"].lower()
             if voice not in FLITE_VOICES:
                 raise DialerError(Status.INVALID_REQUEST, f"tts_voice {voice!r} is not a flite voice")
-            return fscommand.say_file("flite", voice, message)
+            try:
+                return fscommand.say_prompt(spoken(message), "flite", voice)
+            except fscommand.UnsafeValue as e:
+                raise DialerError(Status.INVALID_REQUEST, f"prompt: {e.problem}") from None
         tts = self.dialer.tts.get(engine)
         if tts is None:
             raise DialerError(Status.PLAY_MEDIA_ERROR, f"TTS engine {engine!r} is not configured")
-        return str(await tts.synthesize(message, body["tts_voice"]))
+        return fscommand.playback(str(await tts.synthesize(message, body["tts_voice"])))
 
     async def _collect(self, tenant: TenantConfig, body: dict[str, Any], *, minimum: int,
                        maximum: int, tries: int, prompt: str, invalid: str, pattern: str
@@ -107,11 +115,14 @@ class Digits:
             raise DialerError(Status.INVALID_REQUEST, "digits are already being collected on this call")
         variable = "iradialer_dtmf_" + self.dialer.new_uuid().replace("-", "")[:12]
         timeout_ms = body["timeout"] * 1000
-        arg = fscommand.play_and_get_digits(
-            minimum=minimum, maximum=maximum, tries=tries, timeout_ms=timeout_ms,
-            terminators=body["term_keys"], prompt=prompt, invalid_prompt=invalid,
-            variable=variable, pattern=pattern, digit_timeout_ms=timeout_ms,
-        )
+        try:
+            arg = fscommand.play_and_get_digits(
+                min_digits=minimum, max_digits=maximum, tries=tries, timeout_ms=timeout_ms,
+                terminators=body["term_keys"], prompt=prompt, invalid_prompt=invalid,
+                var_name=variable, regex=pattern, digit_timeout_ms=timeout_ms,
+            )
+        except fscommand.UnsafeValue as e:
+            raise DialerError(Status.INVALID_REQUEST, f"{e.what}: {e.problem}") from None
         collection = Collection(call, variable, body["var_name"], body.get("event_url"))
         node = self.dialer.node_of(call)
         self.collecting[call.uuid] = collection

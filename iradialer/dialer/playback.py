@@ -37,36 +37,47 @@ def resolve_file(files_dir: Path, filename: str) -> str:
     """
     The path FreeSWITCH plays for C{filename}, which must stay inside C{files_dir}.
 
-    @raise DialerError: 128 for a name that is absolute, climbs out, or is not wav/mp3.
+    @raise DialerError: 128 for a name that is absolute, climbs out, holds characters
+        other than C{[A-Za-z0-9_.-/]}, or is not wav/mp3; 103 for a file missing from
+        C{files_dir} when that directory is visible here (FreeSWITCH on this machine).
     """
-    if "\x00" in filename or "\\" in filename or filename.startswith("/"):
-        raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r} must be relative to files_dir")
-    base = posixpath.normpath(str(files_dir))
-    full = posixpath.normpath(posixpath.join(base, filename))
-    if not full.startswith(base + "/"):
-        raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r} is outside files_dir")
-    if not full.lower().endswith(PLAYABLE):
+    try:
+        path = fscommand.sound_path(str(files_dir), filename)
+    except fscommand.UnsafeValue as e:
+        raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r}: {e.problem}") from None
+    if not path.lower().endswith(PLAYABLE):
         raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r} is not a .wav or .mp3 file")
-    local = Path(full)
-    if Path(base).is_dir():
-        # The files are visible here too (FreeSWITCH on this machine): refuse what is missing
-        # or what a symbolic link takes outside files_dir.
+    base = Path(files_dir)
+    if base.is_dir():
+        local = Path(path)
         if not local.is_file():
             raise DialerError(Status.FILE_NOT_FOUND,
                               f"File specified for playing was not found: {filename}")
-        if not local.resolve().is_relative_to(Path(base).resolve()):
+        if not local.resolve().is_relative_to(base.resolve()):
             raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r} is outside files_dir")
-    return full
+    return path
 
 
-def normalise_url(url: str) -> str:
+def url_source(url: str) -> str:
     """C{http://} is assumed without a scheme; only http and https are played."""
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise DialerError(Status.INVALID_REQUEST, f"url {url!r} is not an http(s) URL")
-    return url
+    try:
+        return fscommand.url_source(url)
+    except fscommand.UnsafeValue as e:
+        raise DialerError(Status.INVALID_REQUEST, f"url: {e.problem}") from None
+
+
+def spoken(text: str) -> str:
+    """
+    Text for a spoken prompt inside an argument list (play_and_get_digits): an apostrophe
+    is FreeSWITCH's quote character there and cannot be escaped, so it becomes the
+    typographic one, which the voice reads the same.
+    """
+    return text.replace("'", "’")
 
 
 @dataclass
@@ -99,7 +110,7 @@ class Playbacks:
         if kind == "file":
             step = ("playback", resolve_file(self.dialer.config.media.files_dir, body["filename"]))
         elif kind == "url":
-            step = ("playback", fscommand.http_cache_url(normalise_url(body["url"])))
+            step = ("playback", url_source(body["url"]))
         else:
             step = await self._tts_step(body)
         play = Play(
@@ -111,7 +122,7 @@ class Playbacks:
         node = self.dialer.node_of(call)
         terminators = ALL_KEYS if body["stop_on_key"] else "none"
         try:
-            await node.execute(call.uuid, "set", f"playback_terminators={terminators}")
+            await node.api(fscommand.uuid_setvar(call.uuid, "playback_terminators", terminators))
         except CommandError as e:
             raise DialerError(Status.PLAY_MEDIA_ERROR, f"could not play: {e.text}") from None
         self.playing.setdefault(call.uuid, []).append(play)
@@ -125,13 +136,16 @@ class Playbacks:
             if voice.lower() not in FLITE_VOICES:
                 raise DialerError(Status.INVALID_REQUEST,
                                   f"tts_voice {voice!r} is not a flite voice ({', '.join(FLITE_VOICES)})")
-            return ("speak", fscommand.speak_arg("flite", voice.lower(), body["text"]))
+            try:
+                return ("speak", fscommand.speak("flite", voice.lower(), body["text"]))
+            except fscommand.UnsafeValue as e:
+                raise DialerError(Status.INVALID_REQUEST, f"text: {e.problem}") from None
         tts = self.dialer.tts.get(engine)
         if tts is None:
             raise DialerError(Status.PLAY_MEDIA_ERROR,
                               f"TTS engine {engine!r} is not configured on this server")
         path = await tts.synthesize(body["text"], voice)
-        return ("playback", str(path))
+        return ("playback", fscommand.playback(str(path)))
 
     async def _run(self, play: Play) -> None:
         node = self.dialer.node_of(play.call)
@@ -197,7 +211,7 @@ class Playbacks:
         for play in plays:
             play.stopped = True
         try:
-            await self.dialer.node_of(call).api(fscommand.uuid_break(call.uuid))
+            await self.dialer.node_of(call).api(fscommand.uuid_break(call.uuid, all_queued=True))
         except CommandError as e:
             raise DialerError(Status.STOP_PLAY_FAILED, f"Error stopping play: {e.text}") from None
         return {"call_uuid": call.uuid, "stopped": [p.play_id for p in plays]}
