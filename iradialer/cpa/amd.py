@@ -17,7 +17,8 @@ Two stages, each frame:
    greeting begins with the first word.  Then, first match wins:
    - no word within C{initial_silence} of analysed audio: C{initial_silence_event};
    - C{maximum_number_of_words} words (when not 0): AM (cause MAXWORDS);
-   - voiced time in the greeting reaches C{greeting}: AM (LONGGREETING);
+   - the greeting reaches C{greeting} (voiced time, or its span since the first word):
+     AM (LONGGREETING);
    - silence of C{after_greeting_silence} after the greeting: LV (HUMAN).
 
 After a decision the same speech detector drives SL: a silence run of C{silence_detect_limit}
@@ -71,6 +72,7 @@ class AmdDetector:
                 "initial_silence": ((), np.int32, 0),
                 "initial_am": ((), np.bool_, False),
                 "greeting": ((), np.int32, 0),
+                "span": ((), np.bool_, False),
                 "after_greeting": ((), np.int32, 0),
                 "min_word": ((), np.int32, 0),
                 "between_words": ((), np.int32, 0),
@@ -110,6 +112,7 @@ class AmdDetector:
         s.initial_silence[slot] = _frames(rules.initial_silence)
         s.initial_am[slot] = rules.initial_silence_event == "AM"
         s.greeting[slot] = _frames(rules.greeting)
+        s.span[slot] = rules.greeting_measure == "span"
         s.after_greeting[slot] = _frames(rules.after_greeting_silence)
         s.min_word[slot] = _frames(rules.min_word_length)
         s.between_words[slot] = _frames(rules.between_words_silence)
@@ -127,7 +130,10 @@ class AmdDetector:
         self.s.after_beep[slot] = True
 
     def speech_seen(self, slot: int) -> bool:
-        return bool(self.s.phase[slot] != WAIT or self.s.speech_run[slot] > 0)
+        """
+        Whether a word has been heard (a tone that follows speech is a beep, not a fax).
+        """
+        return bool(self.s.phase[slot] != WAIT or self.s.words[slot] > 0)
 
     def process(
         self, idx: Index, f: Frames, neutral: np.ndarray, ms: np.ndarray
@@ -192,14 +198,17 @@ class AmdDetector:
         voiced = np.where(
             waiting & word_start,
             speech_run,
-            s.voiced[idx] + (greeting & ~(waiting & word_start) & speech),
+            s.voiced[idx]
+            + (greeting & ~(waiting & word_start) & np.where(s.span[idx], counted, speech)),
         )
         waited = s.waited[idx] + (waiting & counted & ~word_start)
 
         initial = waiting & ~word_start & (waited >= s.initial_silence[idx])
         max_words = s.max_words[idx]
         many_words = greeting & (max_words > 0) & (words >= max_words)
-        long_greeting = greeting & (voiced >= s.greeting[idx])
+        # A span ends at the last speech frame: trailing silence is not greeting.
+        length = voiced - np.where(s.span[idx], silence_run, 0)
+        long_greeting = greeting & (length >= s.greeting[idx])
         human = greeting & (silence_run >= s.after_greeting[idx])
         cause = np.select(
             [initial, many_words, long_greeting, human], [0, 1, 2, 3], default=-1

@@ -42,8 +42,11 @@ class AmdRules:
     #: What initial silence means: "LV" (a person waiting for the caller) or "AM".
     initial_silence_event: str
     #: A greeting (speech with pauses shorter than C{after_greeting_silence}) longer than
-    #: this is a machine.
+    #: this is a machine ...
     greeting: int
+    #: ... measured as "voiced" (speech frames only, app_amd) or "span" (from its first word
+    #: to now, pauses included: decides sooner on machines that talk on).
+    greeting_measure: str
     #: Silence this long after a greeting no longer than C{greeting} means a person.
     after_greeting_silence: int
     #: Shortest speech burst counted as a word.
@@ -69,6 +72,7 @@ GENERATIONS: dict[str, AmdRules] = {
         initial_silence=2500,
         initial_silence_event="AM",
         greeting=1500,
+        greeting_measure="voiced",
         after_greeting_silence=800,
         min_word_length=100,
         between_words_silence=50,
@@ -84,6 +88,7 @@ GENERATIONS: dict[str, AmdRules] = {
         initial_silence=3000,
         initial_silence_event="LV",
         greeting=2200,
+        greeting_measure="span",
         after_greeting_silence=650,
         min_word_length=60,
         between_words_silence=50,
@@ -311,6 +316,10 @@ def _rule_value(name: str, value: Any) -> Any:
     if name == "initial_silence_event":
         if value not in ("LV", "AM"):
             raise ValueError(f"initial_silence_event: must be LV or AM, not {value!r}")
+        return value
+    if name == "greeting_measure":
+        if value not in ("voiced", "span"):
+            raise ValueError(f"greeting_measure: must be voiced or span, not {value!r}")
         return value
     if name == "speech_detector":
         if value not in ("fixed", "adaptive"):

@@ -29,8 +29,14 @@ from iradialer.cpa.tones import ToneTracker
 #: Beeps: single tones in this range (Hz) that last C{beep_min_length}.
 BEEP_MIN_HZ = 380.0
 BEEP_MAX_HZ = 2600.0
-#: A beep's per-frame frequency estimates may spread this much (standard deviation, Hz).
-BEEP_MAX_SPREAD_HZ = 4.0
+#: A beep's per-frame frequency estimates (at least three) spread this little (standard
+#: deviation, Hz; a beep at 15 dB SNR measures under 0.5, held notes of music 0.2-1.7) ...
+BEEP_MAX_SPREAD_HZ = 0.8
+#: ... the three bins around its peak hold this share of the energy, on average (a pure tone
+#: at 15 dB SNR: 0.96-0.97; synthesizer notes of hold music: 0.93-0.95) ...
+BEEP_MIN_TONALITY = 0.95
+#: ... and no other tone ended this shortly before it began: a melody is not a beep.
+BEEP_ISOLATION_MS = 500
 #: Frames after C{beep_min_length} during which a run may still become steady enough.
 BEEP_SETTLE_FRAMES = 6
 #: Fax and modem tones (V.25, T.30, V.8, Bell 103): centre, tolerance (Hz).
@@ -50,6 +56,8 @@ CNG_CADENCE_MS = (2500, 4000)
 #: V.21 HDLC flags: 500 ms of energy at 1650/1850 Hz, each tone holding some of it.
 V21_FRAMES = 25
 V21_MIN_SHARE = 0.08
+#: A steady tone with this share of its band at 1850 Hz is V.21 starting, not a beep.
+V21_FSK_SPACE = 0.03
 
 
 @dataclass(frozen=True)
@@ -302,7 +310,16 @@ class CpaEngine:
 
     def _beep(self, slot: int, now: int) -> list[Detection]:
         stats = self.tones.stats(slot)
-        if self.tones.s.n_freq[slot] < 2 or stats.spread > BEEP_MAX_SPREAD_HZ:
+        if (
+            self.tones.s.n_freq[slot] < 3
+            or stats.spread > BEEP_MAX_SPREAD_HZ
+            or stats.tonality < BEEP_MIN_TONALITY
+        ):
+            return []
+        if stats.onset_ms - int(self.tones.s.previous_end_ms[slot]) < BEEP_ISOLATION_MS:
+            self.s.run_reported[slot] = True
+            return []
+        if self.tones.s.fsk_length[slot] > 0 and self.tones.fsk_shares(slot)[1] >= V21_FSK_SPACE:
             return []
         self.s.run_reported[slot] = True
         config = self.config(slot)

@@ -56,6 +56,9 @@ class RunStats:
     spread: float  # standard deviation of the per-frame estimates, Hz
     am_depth: float  # standard deviation / mean of the frame amplitude
     level: float  # dBm0
+    tonality: float  # mean share of the frame energy in the three bins around the peak
+    harmonics: float  # mean energy at 2f and 3f relative to f
+    level_spread: float  # standard deviation of the frame levels, dB
 
 
 class ToneTracker:
@@ -78,7 +81,11 @@ class ToneTracker:
                 "level_sum": ((), np.float64, 0),
                 "amp_sum": ((), np.float64, 0),
                 "amp_sq": ((), np.float64, 0),
+                "tonality_sum": ((), np.float64, 0),
+                "harmonic_sum": ((), np.float64, 0),
+                "level_sq": ((), np.float64, 0),
                 "onset_ms": ((), np.int64, 0),
+                "previous_end_ms": ((), np.int64, -(10**9)),
                 "fsk_length": ((), np.int32, 0),
                 "fsk_misses": ((), np.int16, 0),
                 "fsk_mark": ((), np.float64, 0),
@@ -114,7 +121,27 @@ class ToneTracker:
         cr = f.re[rows, peak]
         ci = f.im[rows, peak]
         advance = np.arctan2(ci * pr - cr * pi, cr * pr + ci * pi)
-        frequency = (peak + FIRST_BIN) * BIN_HZ + advance * (BIN_HZ / (2 * np.pi))
+        fine = (peak + FIRST_BIN) * BIN_HZ + advance * (BIN_HZ / (2 * np.pi))
+        # The phase advance is known modulo one bin (50 Hz); a quadratic fit of the log
+        # magnitude around the peak (good to a few Hz) picks the right turn, which matters
+        # for tones near a bin edge such as Bell's 2225 Hz.
+        a = np.log(power[rows, peak - 1] + 1e-3)
+        b = np.log(power[rows, peak] + 1e-3)
+        c = np.log(power[rows, peak + 1] + 1e-3)
+        curvature = a - 2 * b + c
+        delta = np.where(curvature < 0, 0.5 * (a - c) / np.where(curvature < 0, curvature, -1), 0)
+        coarse = (peak + FIRST_BIN + np.clip(delta, -0.5, 0.5)) * BIN_HZ
+        frequency = fine + BIN_HZ * np.round((coarse - fine) / BIN_HZ)
+        ratio = near / total
+        harmonics = np.zeros(k)
+        for multiple in (2, 3):
+            h = (peak + FIRST_BIN) * multiple - FIRST_BIN
+            ok = h + 1 < power.shape[1]
+            hc = np.where(ok, h, 1)
+            harmonics += np.where(
+                ok, power[rows, hc - 1] + power[rows, hc] + power[rows, hc + 1], 0.0
+            )
+        harmonics = harmonics / (near + 1e-3)
         measured = tonal & s.prev_tonal[idx] & (np.abs(peak - s.prev_peak[idx]) <= 1)
 
         length = s.length[idx]
@@ -145,6 +172,8 @@ class ToneTracker:
         amp = np.sqrt(f.mean_square)
         onset = self._onset(f, ms, s.prev_last_quarter[idx])
         keep = consistent | (in_run & ~ended & ~start)
+        finished = (ended | (start & in_run)) & (length >= 3)
+        s.previous_end_ms[idx] = np.where(finished, ms, s.previous_end_ms[idx])
         s.length[idx] = np.where(start, 1, np.where(keep, length + consistent, 0))
         s.peak[idx] = np.where(start, peak, run_peak)
         s.misses[idx] = misses
@@ -155,6 +184,15 @@ class ToneTracker:
         s.level_sum[idx] = np.where(start, f.level, level_sum + np.where(consistent, f.level, 0))
         s.amp_sum[idx] = np.where(start, amp, s.amp_sum[idx] + np.where(consistent, amp, 0))
         s.amp_sq[idx] = np.where(start, amp * amp, s.amp_sq[idx] + np.where(consistent, amp**2, 0))
+        s.tonality_sum[idx] = np.where(
+            start, ratio, s.tonality_sum[idx] + np.where(consistent, ratio, 0)
+        )
+        s.harmonic_sum[idx] = np.where(
+            start, harmonics, s.harmonic_sum[idx] + np.where(consistent, harmonics, 0)
+        )
+        s.level_sq[idx] = np.where(
+            start, f.level**2, s.level_sq[idx] + np.where(consistent, f.level**2, 0)
+        )
         s.onset_ms[idx] = np.where(start, onset, s.onset_ms[idx])
         s.prev_re[idx] = f.re[:, : _HIGH + 2]
         s.prev_im[idx] = f.im[:, : _HIGH + 2]
@@ -202,6 +240,11 @@ class ToneTracker:
             spread=spread,
             am_depth=float(np.sqrt(amp_var)) / max(amp_mean, 1e-9),
             level=float(s.level_sum[slot]) / m,
+            tonality=float(s.tonality_sum[slot]) / m,
+            harmonics=float(s.harmonic_sum[slot]) / m,
+            level_spread=float(
+                np.sqrt(max(float(s.level_sq[slot]) / m - (float(s.level_sum[slot]) / m) ** 2, 0))
+            ),
         )
 
     def fsk_shares(self, slot: int) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """
-WAV in and out for the offline tool and C{log_voice}: any PCM WAV (8/16/24/32-bit integer or
-32/64-bit float, any rate, any channel count) read as 8 kHz mono int16.
+WAV in and out for the offline tool and C{log_voice}: any PCM WAV (8/16/24/32-bit integer,
+32/64-bit float, or G.711 mu-law/A-law; any rate, any channel count) read as 8 kHz mono int16.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from iradialer.cpa.g711 import ALAW_DECODE, ULAW_DECODE
 
 RATE = 8000
 
@@ -65,10 +67,13 @@ def _decode(data: bytes) -> tuple[int, int, np.ndarray]:
         samples = (np.where(value >= 1 << 23, value - (1 << 24), value) / 256).astype(np.float64)
     elif tag == 1 and bits == 32:
         samples = np.frombuffer(payload, "<i4").astype(np.float64) / 65536
+    elif tag in (6, 7) and bits == 8:
+        table = ALAW_DECODE if tag == 6 else ULAW_DECODE
+        samples = table[np.frombuffer(payload, np.uint8)].astype(np.float64)
     elif tag == 3 and bits in (32, 64):
         samples = np.frombuffer(payload, "<f4" if bits == 32 else "<f8").astype(np.float64) * 32768
     else:
-        raise WavError(f"unsupported sample format (tag {tag}, {bits} bits): PCM or float only")
+        raise WavError(f"unsupported sample format (tag {tag}, {bits} bits): PCM, float or G.711")
     return rate, channels, samples
 
 
