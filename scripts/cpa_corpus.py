@@ -9,10 +9,10 @@ Sources (Debian packages, see TEST_DEBS in the Makefile):
 - sox: G.711 mu-law/A-law round trips (an implementation independent of ours).
 
 How calls are made (every choice is seeded; the manifest records all of it):
-- live answer (LV): 0.2-1.2 s of line noise, a short greeting -- "hello", "hello" plus one to
-  three words, or the first words of a sentence of another speaker, mostly under 1.8 s of
-  speech -- then silence while the person waits for the caller; some say "hello" again after
-  1.2-3 s.  Hard cases: long human greetings (1.8-3.0 s of speech).
+- live answer (LV): 0.2-1.2 s of line noise, a short greeting -- "hello", "hello" plus one or
+  two words, or the first words of a sentence of another speaker, 0.3-1.8 s from its first to
+  its last sound -- then silence while the person waits for the caller; some say "hello" again
+  after 1.2-3 s.  Hard cases: long human greetings (1.8-3.0 s).
 - machine (AM): 0.1-1.5 s, then a continuous greeting of 3-12 s (voicemail prompts strung
   together with natural pauses, or a stretch of another speaker's reading), usually followed by
   a beep (200-1000 ms, 400-2000 Hz) and silence.  Hard cases: short machine greetings
@@ -221,6 +221,10 @@ def _clip(name: str, x: np.ndarray) -> Clip | None:
     return Clip(name, x[start:end], [(s - start, e - start) for s, e in regions])
 
 
+def _first(phrase: tuple[np.ndarray, list] | None) -> np.ndarray | None:
+    return None if phrase is None else phrase[0]
+
+
 class CallBuilder:
     def __init__(self, sources: Sources, rng: np.random.Generator) -> None:
         self.src = sources
@@ -255,21 +259,25 @@ class CallBuilder:
 
     def human(self, category: str) -> tuple[np.ndarray, dict]:
         rng = self.rng
-        if category == "long":
-            if rng.random() < 0.5:
-                phrase = self.speaker_phrase(1.8, 3.0)
-                greeting = phrase[0] if phrase else self.allison_greeting(4)
-            else:
-                greeting = self.allison_greeting(int(rng.integers(3, 5)))
-        else:
+        low, high = (1.8, 3.0) if category == "long" else (0.3, 1.8)
+        greeting = self.src.hello.audio
+        for _ in range(100):
             choice = rng.random()
-            if choice < 0.35:
-                greeting = self.src.hello.audio
+            if category == "long":
+                candidate = (
+                    self.allison_greeting(int(rng.integers(2, 5)))
+                    if choice < 0.5
+                    else _first(self.speaker_phrase(low, high))
+                )
+            elif choice < 0.35:
+                candidate = self.src.hello.audio
             elif choice < 0.65:
-                greeting = self.allison_greeting(int(rng.integers(1, 3)))
+                candidate = self.allison_greeting(int(rng.integers(1, 3)))
             else:
-                phrase = self.speaker_phrase(0.3, 1.6)
-                greeting = phrase[0] if phrase else self.src.hello.audio
+                candidate = _first(self.speaker_phrase(low, high))
+            if candidate is not None and low <= len(candidate) / RATE <= high:
+                greeting = candidate
+                break
         lead = rng.uniform(0.2, 1.2)
         wait_1 = rng.uniform(1.2, 3.0)
         parts = [np.zeros(int(lead * RATE)), greeting]

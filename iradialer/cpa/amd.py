@@ -7,9 +7,10 @@ Two stages, each frame:
    its mean absolute sample reaches a threshold.  The I{adaptive} detector (1.1) keeps a noise
    floor per band (six bands, 150-3400 Hz): a frame is speech when its mean per-band SNR
    (each band clipped to 0-30 dB) reaches C{speech_snr_db} (60% of it to stay in speech) and its
-   level reaches C{speech_min_level_dbm0}.  Floors fall fast, follow non-speech quickly and
-   creep up under speech at 2.5 dB/s; a level that stays within 3 dB for 320 ms is stationary
-   noise, not speech, and resets the floors (a line whose hiss starts after answer).
+   level reaches C{speech_min_level_dbm0}.  Floors start from the first steady frame that is
+   not digital silence (FreeSWITCH's 0xFF comfort-noise frames never touch them), fall fast,
+   follow non-speech quickly and creep up under speech at 2.5 dB/s; a level that stays within
+   3 dB for 320 ms is stationary noise, not speech, and resets the floors.
    Frames the tone and DTMF detectors claim are I{neutral}: neither speech nor silence.
 
 2. Timing rules (app_amd's, with tunables from L{iradialer.cpa.config.AmdRules}): a word is a
@@ -81,6 +82,7 @@ class AmdDetector:
                 "beep_gap": ((), np.int32, 0),
                 # state
                 "started": ((), np.bool_, False),
+                "calibrated": ((), np.bool_, False),
                 "phase": ((), np.int8, WAIT),
                 "speech": ((), np.bool_, False),
                 "speech_run": ((), np.int32, 0),
@@ -146,9 +148,18 @@ class AmdDetector:
         started_before = s.started[idx]
         ignore = ~started_before & (ms < s.ignore_ms[idx]) & (f.mean_abs < s.min_ambient[idx])
         go = ~ignore
-        first = go & ~started_before
         started = started_before | go
         counted = go & ~neutral
+        # Floors start from the first steady frame that is not digital silence: a frame half
+        # comfort noise (0xFF) and half line noise would set them far too low, and the line
+        # noise would then be "speech" for seconds.
+        digital = f.mean_abs < np.maximum(s.min_ambient[idx], 2.0)
+        q = f.quarters
+        steady = q.min(axis=1) * 10.0 >= q.max(axis=1)
+        calibrated_before = s.calibrated[idx]
+        first = counted & ~digital & steady & ~calibrated_before
+        calibrated = calibrated_before | first
+        s.calibrated[idx] = calibrated
 
         # 1. speech or not
         floors = np.where(first[:, None], f.bands, s.floors[idx])
@@ -156,7 +167,7 @@ class AmdDetector:
         analysed = s.analysed[idx]
         slot_in_history = analysed % _HISTORY
         history[np.arange(len(ms)), slot_in_history] = np.where(
-            counted, f.level, history[np.arange(len(ms)), slot_in_history]
+            counted & ~digital, f.level, history[np.arange(len(ms)), slot_in_history]
         )
         stationary = (analysed >= _HISTORY) & (
             history.max(axis=1) - history.min(axis=1) <= _STATIONARY_DB
@@ -164,7 +175,7 @@ class AmdDetector:
         snr = np.clip(f.bands - floors, 0.0, 30.0).mean(axis=1)
         was_speech = s.speech[idx]
         needed = np.where(was_speech, 0.6 * s.snr_db[idx], s.snr_db[idx])
-        adaptive = (snr >= needed) & (f.level >= s.min_level[idx]) & ~stationary
+        adaptive = (snr >= needed) & (f.level >= s.min_level[idx]) & ~stationary & calibrated
         fixed = f.mean_abs >= s.threshold[idx]
         speech = np.where(s.fixed[idx], fixed, adaptive) & counted
         silent = counted & ~speech
@@ -176,9 +187,9 @@ class AmdDetector:
         )
         updated = np.where(f.bands < floors, floors + 0.5 * (f.bands - floors), rising)
         updated = np.where(stationary[:, None], f.bands, updated)
-        s.floors[idx] = np.where(counted[:, None], updated, floors)
+        s.floors[idx] = np.where((counted & calibrated & ~digital)[:, None], updated, floors)
         s.history[idx] = history
-        s.analysed[idx] = analysed + counted
+        s.analysed[idx] = analysed + (counted & ~digital)
         s.speech[idx] = np.where(counted, speech, was_speech)
         s.started[idx] = started
 
