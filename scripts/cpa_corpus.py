@@ -312,6 +312,7 @@ class CallBuilder:
             gap = np.zeros(int(rng.uniform(0.5, 0.9) * RATE))
             greeting = np.concatenate([first, gap, greeting])
         lead = rng.uniform(0.1, 1.5)
+        greeting = greeting[: int((13.0 - lead) * RATE)]  # any beep starts before 14 s
         parts = [np.zeros(int(lead * RATE)), greeting]
         info: dict = {"label": "AM", "speech_start_ms": round(lead * 1000)}
         info["greeting_ms"] = round(len(greeting) / RATE * 1000)

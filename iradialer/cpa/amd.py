@@ -33,13 +33,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from iradialer.cpa.config import CpaConfig
-from iradialer.cpa.frontend import FRAME_MS, N_BANDS, Frames
+from iradialer.cpa.frontend import BANDS, DFT, FRAME_MS, N_BANDS, P0, Frames, dbm0
 from iradialer.cpa.state import Columns, Index
 
 WAIT, GREETING, DECIDED = 0, 1, 2
 CAUSES = ("INITIALSILENCE", "MAXWORDS", "LONGGREETING", "HUMAN")
 _HISTORY = 16
 _STATIONARY_DB = 3.0
+#: Floors before calibration: white noise at -70 dBm0 (a quiet digital line).
+_DEFAULT_NOISE_DBM0 = -70.0
+
+
+def _default_floors() -> np.ndarray:
+    window_energy = float((DFT[:, 0] ** 2 + DFT[:, DFT.shape[1] // 2] ** 2).sum())  # sum of w^2
+    bins = BANDS.sum(axis=0)
+    noise = P0 * 10 ** (_DEFAULT_NOISE_DBM0 / 10)
+    return (10 * np.log10(bins * window_energy * noise + 1.0)).astype(np.float32)
+
+
+DEFAULT_FLOORS = _default_floors()
 
 
 def _frames(ms: float) -> int:
@@ -92,8 +104,10 @@ class AmdDetector:
                 "in_word": ((), np.bool_, False),
                 "words": ((), np.int32, 0),
                 "floors": ((N_BANDS,), np.float32, 0),
+                "previous_square": ((), np.float32, 0),
                 "history": ((_HISTORY,), np.float32, 0),
                 "analysed": ((), np.int32, 0),
+                "greeting_at": ((), np.int32, 0),
                 "sl_run": ((), np.int32, 0),
                 "sl_fired": ((), np.bool_, False),
                 "after_beep": ((), np.bool_, False),
@@ -104,6 +118,7 @@ class AmdDetector:
     def configure(self, slot: int, config: CpaConfig) -> None:
         s = self.s
         s.reset(slot)
+        s.floors[slot] = DEFAULT_FLOORS
         rules = config.rules
         s.ignore_ms[slot] = config.initial_silence_ignore
         s.min_ambient[slot] = config.min_ambient_energy
@@ -158,16 +173,17 @@ class AmdDetector:
         steady = q.min(axis=1) * 10.0 >= q.max(axis=1)
         calibrated_before = s.calibrated[idx]
         first = counted & ~digital & steady & ~calibrated_before
-        calibrated = calibrated_before | first
-        s.calibrated[idx] = calibrated
+        s.calibrated[idx] = calibrated_before | first
 
         # 1. speech or not
         floors = np.where(first[:, None], f.bands, s.floors[idx])
-        history = np.where(first[:, None], f.level[:, None], s.history[idx])
+        smooth = dbm0((f.mean_square + s.previous_square[idx]) / 2)
+        s.previous_square[idx] = np.where(digital, s.previous_square[idx], f.mean_square)
+        history = np.where(first[:, None], smooth[:, None], s.history[idx])
         analysed = s.analysed[idx]
         slot_in_history = analysed % _HISTORY
         history[np.arange(len(ms)), slot_in_history] = np.where(
-            counted & ~digital, f.level, history[np.arange(len(ms)), slot_in_history]
+            counted & ~digital, smooth, history[np.arange(len(ms)), slot_in_history]
         )
         stationary = (analysed >= _HISTORY) & (
             history.max(axis=1) - history.min(axis=1) <= _STATIONARY_DB
@@ -175,7 +191,7 @@ class AmdDetector:
         snr = np.clip(f.bands - floors, 0.0, 30.0).mean(axis=1)
         was_speech = s.speech[idx]
         needed = np.where(was_speech, 0.6 * s.snr_db[idx], s.snr_db[idx])
-        adaptive = (snr >= needed) & (f.level >= s.min_level[idx]) & ~stationary & calibrated
+        adaptive = (snr >= needed) & (f.level >= s.min_level[idx]) & ~stationary
         fixed = f.mean_abs >= s.threshold[idx]
         speech = np.where(s.fixed[idx], fixed, adaptive) & counted
         silent = counted & ~speech
@@ -187,7 +203,7 @@ class AmdDetector:
         )
         updated = np.where(f.bands < floors, floors + 0.5 * (f.bands - floors), rising)
         updated = np.where(stationary[:, None], f.bands, updated)
-        s.floors[idx] = np.where((counted & calibrated & ~digital)[:, None], updated, floors)
+        s.floors[idx] = np.where((counted & ~digital)[:, None], updated, floors)
         s.history[idx] = history
         s.analysed[idx] = analysed + (counted & ~digital)
         s.speech[idx] = np.where(counted, speech, was_speech)
@@ -200,11 +216,16 @@ class AmdDetector:
             silent, s.silence_run[idx] + 1, np.where(frozen, s.silence_run[idx], 0)
         )
         in_word = s.in_word[idx]
-        word_start = speech & ~in_word & (speech_run >= s.min_word[idx])
-        words = s.words[idx] + word_start
-        in_word = (in_word | word_start) & ~(silence_run >= s.between_words[idx])
         phase = s.phase[idx]
+        # Noise that turned out stationary was never a greeting.
+        mistaken = stationary & (phase == GREETING) & (s.analysed[idx] - s.greeting_at[idx] <= _HISTORY)
+        phase = np.where(mistaken, WAIT, phase)
+        in_word = in_word & ~mistaken
+        word_start = speech & ~in_word & (speech_run >= s.min_word[idx])
+        words = np.where(mistaken, 0, s.words[idx]) + word_start
+        in_word = (in_word | word_start) & ~(silence_run >= s.between_words[idx])
         waiting = phase == WAIT
+        s.greeting_at[idx] = np.where(waiting & word_start, s.analysed[idx], s.greeting_at[idx])
         greeting = (phase == GREETING) | (waiting & word_start)
         voiced = np.where(
             waiting & word_start,

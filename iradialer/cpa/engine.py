@@ -35,8 +35,10 @@ BEEP_MAX_SPREAD_HZ = 0.8
 #: ... the three bins around its peak hold this share of the energy, on average (a pure tone
 #: at 15 dB SNR: 0.96-0.97; synthesizer notes of hold music: 0.93-0.95) ...
 BEEP_MIN_TONALITY = 0.95
-#: ... and no other tone ended this shortly before it began: a melody is not a beep.
-BEEP_ISOLATION_MS = 500
+#: ... every frame since its onset fits it (the beating of 440+480 Hz ringback makes some
+#: frames fall out), and no other tone ended this shortly before it began: a melody is not
+#: a beep.
+BEEP_ISOLATION_MS = 300
 #: Frames after C{beep_min_length} during which a run may still become steady enough.
 BEEP_SETTLE_FRAMES = 6
 #: Fax and modem tones (V.25, T.30, V.8, Bell 103): centre, tolerance (Hz).
@@ -53,11 +55,14 @@ FAX_AFTER_SPEECH_FRAMES = 75
 FAX_MAX_SPREAD_HZ = 6.0
 #: A second CNG burst 2.5-4.0 s after the first is a calling fax even after speech.
 CNG_CADENCE_MS = (2500, 4000)
-#: V.21 HDLC flags: 500 ms of energy at 1650/1850 Hz, each tone holding some of it.
+#: V.21 HDLC flags: 500 ms of energy at 1650/1850 Hz, each tone holding some of it (flags
+#: measure about 0.4 of the band in the 1650 Hz bin and 0.08 in the 1850 Hz bin).
 V21_FRAMES = 25
-V21_MIN_SHARE = 0.08
-#: A steady tone with this share of its band at 1850 Hz is V.21 starting, not a beep.
-V21_FSK_SPACE = 0.03
+V21_MARK_SHARE = 0.2
+V21_SPACE_SHARE = 0.04
+#: A "tone" with this share of its band at both 1650 and 1850 Hz is V.21 starting, not a beep
+#: (the two bins are four apart: no single tone reaches both).
+V21_FSK_SHARE = 0.03
 
 
 @dataclass(frozen=True)
@@ -312,6 +317,7 @@ class CpaEngine:
         stats = self.tones.stats(slot)
         if (
             self.tones.s.n_freq[slot] < 3
+            or stats.missed > 0
             or stats.spread > BEEP_MAX_SPREAD_HZ
             or stats.tonality < BEEP_MIN_TONALITY
         ):
@@ -319,7 +325,7 @@ class CpaEngine:
         if stats.onset_ms - int(self.tones.s.previous_end_ms[slot]) < BEEP_ISOLATION_MS:
             self.s.run_reported[slot] = True
             return []
-        if self.tones.s.fsk_length[slot] > 0 and self.tones.fsk_shares(slot)[1] >= V21_FSK_SPACE:
+        if self.tones.s.fsk_length[slot] > 0 and min(self.tones.fsk_shares(slot)) >= V21_FSK_SHARE:
             return []
         self.s.run_reported[slot] = True
         config = self.config(slot)
@@ -353,7 +359,7 @@ class CpaEngine:
         speech = self.amd.speech_seen(slot)
         if fsk:
             mark, space = self.tones.fsk_shares(slot)
-            if mark >= V21_MIN_SHARE and space >= V21_MIN_SHARE:
+            if mark >= V21_MARK_SHARE and space >= V21_SPACE_SHARE:
                 onset = now - V21_FRAMES * FRAME_MS
                 return self._classify(
                     slot, "FX", Detection("FX", onset, now, extras={"signal": "V.21"})

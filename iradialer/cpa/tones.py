@@ -31,6 +31,8 @@ _HIGH = 72 - FIRST_BIN  # 3600 Hz
 _FSK_BAND = slice(31 - FIRST_BIN, 40 - FIRST_BIN)  # 1550-1950 Hz
 _FSK_MARK = 33 - FIRST_BIN  # 1650 Hz
 _FSK_SPACE = 37 - FIRST_BIN  # 1850 Hz
+#: Runs at least this long count as an earlier tone when judging whether a beep is isolated.
+_NOTE_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RunStats:
     """
 
     frames: int
+    missed: int  # frames of the run's span that did not fit it
     onset_ms: int
     frequency: float
     spread: float  # standard deviation of the per-frame estimates, Hz
@@ -74,6 +77,7 @@ class ToneTracker:
                 "length": ((), np.int32, 0),
                 "peak": ((), np.int16, 0),
                 "misses": ((), np.int16, 0),
+                "missed": ((), np.int16, 0),
                 "n_freq": ((), np.int32, 0),
                 "f_sum": ((), np.float64, 0),
                 "f_sq": ((), np.float64, 0),
@@ -172,11 +176,12 @@ class ToneTracker:
         amp = np.sqrt(f.mean_square)
         onset = self._onset(f, ms, s.prev_last_quarter[idx])
         keep = consistent | (in_run & ~ended & ~start)
-        finished = (ended | (start & in_run)) & (length >= 3)
+        finished = (ended | (start & in_run)) & (length >= _NOTE_FRAMES)
         s.previous_end_ms[idx] = np.where(finished, ms, s.previous_end_ms[idx])
         s.length[idx] = np.where(start, 1, np.where(keep, length + consistent, 0))
         s.peak[idx] = np.where(start, peak, run_peak)
         s.misses[idx] = misses
+        s.missed[idx] = np.where(start, 0, s.missed[idx] + missed)
         s.n_freq[idx] = np.where(start, 0, n_freq + counted)
         s.f_sum[idx] = np.where(start, 0.0, f_sum + np.where(counted, frequency, 0.0))
         s.f_sq[idx] = np.where(start, 0.0, f_sq + np.where(counted, frequency * frequency, 0.0))
@@ -205,8 +210,8 @@ class ToneTracker:
         fsk_length = s.fsk_length[idx]
         fsk_misses = np.where(fsk, 0, s.fsk_misses[idx] + 1)
         fsk_ended = fsk_misses > lim.forgiven_frames
-        mark = power[:, _FSK_MARK - 1 : _FSK_MARK + 2].sum(axis=1) / (band + 1e-3)
-        space = power[:, _FSK_SPACE - 1 : _FSK_SPACE + 2].sum(axis=1) / (band + 1e-3)
+        mark = power[:, _FSK_MARK] / (band + 1e-3)
+        space = power[:, _FSK_SPACE] / (band + 1e-3)
         fsk_length = np.where(fsk_ended, 0, fsk_length + fsk)
         s.fsk_length[idx] = fsk_length
         s.fsk_misses[idx] = fsk_misses
@@ -235,6 +240,7 @@ class ToneTracker:
         amp_var = max(float(s.amp_sq[slot]) / m - amp_mean * amp_mean, 0.0)
         return RunStats(
             frames=int(s.length[slot]),
+            missed=int(s.missed[slot]),
             onset_ms=int(s.onset_ms[slot]),
             frequency=mean,
             spread=spread,
