@@ -297,9 +297,9 @@ def dtmf_scores(repeats: int = 4) -> list[dict[str, Any]]:
 def tune(corpus: Path, items: list[dict]) -> None:
     calls = [i for i in items if i["kind"] in ("human", "machine") and i["group"] == "mix"]
     grid = {
-        "greeting": (2000, 2200, 2400, 2600),
+        "greeting": (2000, 2200, 2400, 2600, 2800),
         "after_greeting_silence": (650, 750, 800),
-        "speech_snr_db": (4.0, 6.0, 8.0),
+        "speech_snr_db": (6.0, 8.0),
     }
     results = []
     for values in itertools.product(*grid.values()):

@@ -39,6 +39,8 @@ from iradialer.cpa.state import Columns, Index
 WAIT, GREETING, DECIDED = 0, 1, 2
 CAUSES = ("INITIALSILENCE", "MAXWORDS", "LONGGREETING", "HUMAN")
 _HISTORY = 16
+#: The speech score is the mean SNR of the best bands (voiced speech may fill only two).
+_TOP_BANDS = 3
 _STATIONARY_DB = 3.0
 #: Floors before calibration: white noise at -70 dBm0 (a quiet digital line).
 _DEFAULT_NOISE_DBM0 = -70.0
@@ -188,7 +190,7 @@ class AmdDetector:
         stationary = (analysed >= _HISTORY) & (
             history.max(axis=1) - history.min(axis=1) <= _STATIONARY_DB
         )
-        snr = np.clip(f.bands - floors, 0.0, 30.0).mean(axis=1)
+        snr = np.sort(np.clip(f.bands - floors, 0.0, 30.0), axis=1)[:, -_TOP_BANDS:].mean(axis=1)
         was_speech = s.speech[idx]
         needed = np.where(was_speech, 0.6 * s.snr_db[idx], s.snr_db[idx])
         adaptive = (snr >= needed) & (f.level >= s.min_level[idx]) & ~stationary

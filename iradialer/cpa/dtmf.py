@@ -34,7 +34,7 @@ class DtmfLimits:
     #: Lowest level of each tone, dBm0 (Q.24: accept down to -25 dBm0).
     min_level_dbm0: float = -32.0
     #: The two tones must carry this fraction of the half's energy.
-    min_tone_fraction: float = 0.70
+    min_tone_fraction: float = 0.85
     #: Column tone weaker than row tone by at most this (normal twist, accept 8 dB).
     max_normal_twist_db: float = 10.0
     #: Column tone stronger than row tone by at most this (reverse twist, accept 4 dB).
