@@ -83,13 +83,14 @@ GENERATIONS: dict[str, AmdRules] = {
         speech_min_level_dbm0=-99.0,
     ),
     # Adaptive noise floor, tones removed, no word counting (a three-word "hello, who's
-    # this?" is a person); thresholds tuned on the training split of the corpus.
+    # this?" is a person); greeting, after_greeting_silence and speech_snr_db chosen by the
+    # grid search of scripts/cpa_evaluate.py --tune on the train split (docs/cpa.md).
     "1.1": AmdRules(
         initial_silence=3000,
         initial_silence_event="LV",
-        greeting=2200,
+        greeting=2600,
         greeting_measure="span",
-        after_greeting_silence=650,
+        after_greeting_silence=750,
         min_word_length=60,
         between_words_silence=50,
         maximum_number_of_words=0,
