@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Debian packages the tests need; installed by scripts/system-deps.sh when run as root.
-TEST_DEBS :=
+TEST_DEBS := asterisk-core-sounds-en-wav
 
 .PHONY: run test lint typecheck lock clean
 

@@ -120,7 +120,9 @@ class MediaStream:
 class MediaService(Service):
     log = Logger()
 
-    def __init__(self, config: MediaConfig, reactor: Any, clock: IReactorTime | None = None) -> None:
+    def __init__(
+        self, config: MediaConfig, reactor: Any, clock: IReactorTime | None = None
+    ) -> None:
         self.config = config
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor
@@ -218,9 +220,7 @@ class MediaService(Service):
         log_file = open(rtp_log, "a", encoding="utf-8") if rtp_log is not None else None  # noqa: SIM115
         slot = self.engine.open(cpa) if cpa is not None else None
         stream_input = StreamInput(media_format=media_format)
-        stream = MediaStream(
-            self, call_uuid, source, stream_input, listener, slot, voice, log_file
-        )
+        stream = MediaStream(self, call_uuid, source, stream_input, listener, slot, voice, log_file)
         if log_file is not None:
             stream_input.packet_log = stream._log_packet
         self._streams[source] = stream
@@ -271,10 +271,10 @@ class MediaService(Service):
         depth = max((len(f) for _, f, _ in batches), default=0)
         for i in range(depth):
             rows = [(s, f[i], t[i]) for s, f, t in batches if i < len(f)]
-            analysed = [r for r in rows if r[0].slot is not None]
+            analysed = [(s.slot, f, t) for s, f, t in rows if s.slot is not None]
             if analysed:
                 outcomes += self.engine.step(
-                    [s.slot for s, _, _ in analysed],
+                    [slot for slot, _, _ in analysed],
                     np.stack([f for _, f, _ in analysed]),
                     [t for _, _, t in analysed],
                 )
@@ -285,9 +285,9 @@ class MediaService(Service):
             list(by_slot), [self.ms_since_answer(s.call_uuid) for s in by_slot.values()]
         )
         for slot, what in outcomes:
-            stream = by_slot.get(slot)
-            if stream is not None:
-                self._report(stream, what)
+            reported = by_slot.get(slot)
+            if reported is not None:
+                self._report(reported, what)
         for stream in streams:
             if stream._outgoing and not stream.closed:
                 self.receiver.send(stream._sender.encode(stream._outgoing.popleft()), stream.source)

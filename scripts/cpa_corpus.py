@@ -70,11 +70,31 @@ TONE_PROMPTS = {
 }
 #: codec2 recordings by split (distinct speakers; all.wav, f2400/m2400 repeat others).
 CODEC2_SPLIT = {
-    "train": ["wav/david4.wav", "wav/vk5qi.wav", "wav/hts1a.wav", "wav/morig.wav", "raw/kristoff.raw", "wav/big_dog.wav"],
-    "test": ["wav/ve9qrp.wav", "wav/vk2tpm_004.wav", "wav/hts2a.wav", "wav/forig.wav", "wav/mmt1.wav", "raw/cq_ref.raw", "raw/g3plx.raw", "wav/cross.wav"],
+    "train": [
+        "wav/david4.wav",
+        "wav/vk5qi.wav",
+        "wav/hts1a.wav",
+        "wav/morig.wav",
+        "raw/kristoff.raw",
+        "wav/big_dog.wav",
+    ],
+    "test": [
+        "wav/ve9qrp.wav",
+        "wav/vk2tpm_004.wav",
+        "wav/hts2a.wav",
+        "wav/forig.wav",
+        "wav/mmt1.wav",
+        "raw/cq_ref.raw",
+        "raw/g3plx.raw",
+        "wav/cross.wav",
+    ],
 }
 MOH_SPLIT = {
-    "train": ["macroform-cold_day.wav", "macroform-robot_dity.wav", "manolo_camp-morning_coffee.wav"],
+    "train": [
+        "macroform-cold_day.wav",
+        "macroform-robot_dity.wav",
+        "manolo_camp-morning_coffee.wav",
+    ],
     "test": ["macroform-the_simplicity.wav", "reno_project-system.wav"],
 }
 BEEP_FREQUENCIES = (440, 500, 600, 700, 800, 850, 900, 1000, 1100, 1200, 1400, 1800, 2000)
@@ -144,14 +164,55 @@ def sox_g711(x: np.ndarray, law: str) -> np.ndarray:
     pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
     encoding = {"ulaw": "u-law", "alaw": "a-law"}[law]
     encoded = subprocess.run(
-        ["sox", "-D", "-t", "raw", "-r", "8000", "-e", "signed", "-b", "16", "-c", "1", "-",
-         "-t", "raw", "-e", encoding, "-"],
-        input=pcm, capture_output=True, check=True,
+        [
+            "sox",
+            "-D",
+            "-t",
+            "raw",
+            "-r",
+            "8000",
+            "-e",
+            "signed",
+            "-b",
+            "16",
+            "-c",
+            "1",
+            "-",
+            "-t",
+            "raw",
+            "-e",
+            encoding,
+            "-",
+        ],
+        input=pcm,
+        capture_output=True,
+        check=True,
     ).stdout
     decoded = subprocess.run(
-        ["sox", "-t", "raw", "-r", "8000", "-e", encoding, "-b", "8", "-c", "1", "-",
-         "-t", "raw", "-e", "signed", "-b", "16", "-"],
-        input=encoded, capture_output=True, check=True,
+        [
+            "sox",
+            "-t",
+            "raw",
+            "-r",
+            "8000",
+            "-e",
+            encoding,
+            "-b",
+            "8",
+            "-c",
+            "1",
+            "-",
+            "-t",
+            "raw",
+            "-e",
+            "signed",
+            "-b",
+            "16",
+            "-",
+        ],
+        input=encoded,
+        capture_output=True,
+        check=True,
     ).stdout
     return np.frombuffer(decoded, dtype="<i2").astype(np.float64)
 
@@ -186,8 +247,10 @@ class Sources:
         self.split = split
         self.prompts: list[Clip] = []
         self.words: list[Clip] = []
-        for path in sorted(ALLISON.glob("*.wav")) + sorted((ALLISON / "digits").glob("*.wav")) + sorted(
-            (ALLISON / "letters").glob("*.wav")
+        for path in (
+            sorted(ALLISON.glob("*.wav"))
+            + sorted((ALLISON / "digits").glob("*.wav"))
+            + sorted((ALLISON / "letters").glob("*.wav"))
         ):
             if path.stem in TONE_PROMPTS or path.stem == "hello":
                 continue
@@ -230,7 +293,9 @@ class CallBuilder:
         self.src = sources
         self.rng = rng
 
-    def speaker_phrase(self, low: float, high: float) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+    def speaker_phrase(
+        self, low: float, high: float
+    ) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
         """
         The first words of some speaker's sentence: consecutive regions whose span is within
         [low, high] seconds.
@@ -242,7 +307,11 @@ class CallBuilder:
             if not regions:
                 continue
             i = int(rng.integers(len(regions)))
-            ends = [j for j in range(i, len(regions)) if low <= (regions[j][1] - regions[i][0]) / RATE <= high]
+            ends = [
+                j
+                for j in range(i, len(regions))
+                if low <= (regions[j][1] - regions[i][0]) / RATE <= high
+            ]
             if ends:
                 j = ends[int(rng.integers(len(ends)))]
                 s, e = regions[i][0], regions[j][1]
@@ -320,7 +389,9 @@ class CallBuilder:
         if rng.random() < 0.75:
             gap = rng.uniform(0.1, 1.0)
             duration = rng.uniform(0.2, 1.0) if rng.random() < 0.85 else rng.uniform(0.1, 0.2)
-            freq = float(BEEP_FREQUENCIES[rng.integers(len(BEEP_FREQUENCIES))] + rng.uniform(-15, 15))
+            freq = float(
+                BEEP_FREQUENCIES[rng.integers(len(BEEP_FREQUENCIES))] + rng.uniform(-15, 15)
+            )
             parts.append(np.zeros(int(gap * RATE)))
             info["beep"] = {
                 "onset_ms": round((position + gap) * 1000),
@@ -348,7 +419,9 @@ class CallBuilder:
         return np.concatenate(parts)
 
 
-def degrade(x: np.ndarray, rng: np.random.Generator, info: dict, snr_range=(10.0, 30.0)) -> np.ndarray:
+def degrade(
+    x: np.ndarray, rng: np.random.Generator, info: dict, snr_range=(10.0, 30.0)
+) -> np.ndarray:
     """
     Level, beep, noise, comfort-noise start, G.711: the line between the callee and us.
     """
@@ -357,7 +430,9 @@ def degrade(x: np.ndarray, rng: np.random.Generator, info: dict, snr_range=(10.0
     if "beep" in info:
         b = info["beep"]
         onset = int(b["onset_ms"] * RATE / 1000)
-        beep = tone(b["frequency"], b["duration_ms"], level + b["relative_db"], rng.uniform(0, 6.28))
+        beep = tone(
+            b["frequency"], b["duration_ms"], level + b["relative_db"], rng.uniform(0, 6.28)
+        )
         ramp = min(40, len(beep) // 4)
         beep[:ramp] *= np.linspace(0, 1, ramp)
         beep[-ramp:] *= np.linspace(1, 0, ramp)
@@ -369,9 +444,17 @@ def degrade(x: np.ndarray, rng: np.random.Generator, info: dict, snr_range=(10.0
         x = x + noise(rng, len(x), kind) * np.sqrt(P0 * 10 ** ((level - snr) / 10))
         info["noise"] = kind
     if "beep" in info:
-        info["beep"]["snr_db"] = None if snr is None else round(snr + info["beep"]["relative_db"], 1)
+        info["beep"]["snr_db"] = (
+            None if snr is None else round(snr + info["beep"]["relative_db"], 1)
+        )
     law = "ulaw" if rng.random() < 0.7 else "alaw"
-    info.update({"level_dbm0": round(level, 1), "snr_db": None if snr is None else round(snr, 1), "codec": law})
+    info.update(
+        {
+            "level_dbm0": round(level, 1),
+            "snr_db": None if snr is None else round(snr, 1),
+            "codec": law,
+        }
+    )
     x = sox_g711(x, law)
     if rng.random() < 0.2:
         cn = int(rng.uniform(0.1, 0.4) * RATE)
@@ -440,18 +523,32 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
         d.mkdir(exist_ok=True)
         # The natural mixture: 80% plain, 10% each hard case; the hard sets on top of it.
         plan = []
-        for kind, cats in (("human", ("plain", "repeat", "long")), ("machine", ("plain", "short", "pause"))):
+        for kind, cats in (
+            ("human", ("plain", "repeat", "long")),
+            ("machine", ("plain", "short", "pause")),
+        ):
             n_plain = int(calls * 0.8)
             n_hard = (calls - n_plain) // 2
             plan += [(kind, cats[0], "mix")] * n_plain
             plan += [(kind, cats[1], "mix")] * n_hard + [(kind, cats[2], "mix")] * n_hard
-            plan += [(kind, cats[1], "hard")] * (calls // 4) + [(kind, cats[2], "hard")] * (calls // 4)
+            plan += [(kind, cats[1], "hard")] * (calls // 4) + [(kind, cats[2], "hard")] * (
+                calls // 4
+            )
         for i, (kind, category, group) in enumerate(plan):
             audio, info = builder.human(category) if kind == "human" else builder.machine(category)
             audio = degrade(audio, rng, info)
             name = f"{kind}-{category}-{group}-{i:04d}.wav"
             write(d / name, audio)
-            items.append({"file": f"{split}/{name}", "split": split, "kind": kind, "category": category, "group": group, **info})
+            items.append(
+                {
+                    "file": f"{split}/{name}",
+                    "split": split,
+                    "kind": kind,
+                    "category": category,
+                    "group": group,
+                    **info,
+                }
+            )
         for i in range(calls // 2):
             fax_kind = FAX_KINDS[i % len(FAX_KINDS)]
             level = float(rng.uniform(-30, -10))
@@ -463,22 +560,48 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
             law = "ulaw" if rng.random() < 0.7 else "alaw"
             name = f"fax-{fax_kind}-{i:04d}.wav"
             write(d / name, sox_g711(x, law))
-            items.append({"file": f"{split}/{name}", "split": split, "kind": "fax", "category": fax_kind, "label": label,
-                          "onset_ms": round(lead * 1000), "level_dbm0": round(level, 1), "snr_db": round(snr, 1), "codec": law})
+            items.append(
+                {
+                    "file": f"{split}/{name}",
+                    "split": split,
+                    "kind": "fax",
+                    "category": fax_kind,
+                    "label": label,
+                    "onset_ms": round(lead * 1000),
+                    "level_dbm0": round(level, 1),
+                    "snr_db": round(snr, 1),
+                    "codec": law,
+                }
+            )
         for i, (name_, f0, tol) in enumerate(NAMED_TONES * 4):
             for inside in (True, False):
                 sign = 1 if rng.random() < 0.5 else -1
                 offset = sign * (0.8 * tol if inside else 2 * tol + 10 + 2)
                 level = float(rng.uniform(-30, -10))
                 lead = rng.uniform(0.3, 1.5)
-                x = np.concatenate([np.zeros(int(lead * RATE)), tone(f0 + offset, 800, level), np.zeros(RATE // 2)])
+                x = np.concatenate(
+                    [np.zeros(int(lead * RATE)), tone(f0 + offset, 800, level), np.zeros(RATE // 2)]
+                )
                 x = x + noise(rng, len(x), "white") * np.sqrt(P0 * 10 ** ((level - 20) / 10))
                 name = f"named-{name_}-{'in' if inside else 'out'}-{i:03d}.wav"
                 write(d / name, sox_g711(x, "ulaw"))
-                items.append({"file": f"{split}/{name}", "split": split, "kind": "named", "category": name_,
-                              "inside": inside, "frequency": f0 + offset, "onset_ms": round(lead * 1000)})
+                items.append(
+                    {
+                        "file": f"{split}/{name}",
+                        "split": split,
+                        "kind": "named",
+                        "category": name_,
+                        "inside": inside,
+                        "frequency": f0 + offset,
+                        "onset_ms": round(lead * 1000),
+                    }
+                )
         # Speech and music for false alarms, one minute per file.
-        pool = [read_any(p) for p in sorted(ALLISON.rglob("*.wav")) if p.stem not in TONE_PROMPTS and _split_of(p.name) == split]
+        pool = [
+            read_any(p)
+            for p in sorted(ALLISON.rglob("*.wav"))
+            if p.stem not in TONE_PROMPTS and _split_of(p.name) == split
+        ]
         pool += [read_any(CODEC2 / rel) for rel in CODEC2_SPLIT[split]]
         speech = np.concatenate([np.concatenate([p, np.zeros(int(0.3 * RATE))]) for p in pool])
         music = np.concatenate([read_any(MOH / m) for m in MOH_SPLIT[split]])
@@ -493,8 +616,15 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
                 x = x + noise(rng, len(x), "white") * np.sqrt(P0 * 10 ** ((level - 30) / 10))
                 name = f"{kind}-{j:03d}.wav"
                 write(d / name, sox_g711(x, "ulaw" if j % 3 else "alaw"))
-                items.append({"file": f"{split}/{name}", "split": split, "kind": kind, "category": kind,
-                              "seconds": round(len(chunk) / RATE, 2)})
+                items.append(
+                    {
+                        "file": f"{split}/{name}",
+                        "split": split,
+                        "kind": kind,
+                        "category": kind,
+                        "seconds": round(len(chunk) / RATE, 2),
+                    }
+                )
     manifest = {"seed": seed, "calls": calls, "items": items}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -503,7 +633,9 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--calls", type=int, default=200, help="human (and machine) calls per split")
+    parser.add_argument(
+        "--calls", type=int, default=200, help="human (and machine) calls per split"
+    )
     args = parser.parse_args()
     manifest = build(args.out, args.calls)
     counts: dict[str, int] = {}

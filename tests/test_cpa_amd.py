@@ -135,7 +135,11 @@ def test_silence_after_a_beep() -> None:
     beep_to_silence_gap: SL that long after the beep ends (one SL for that silence).
     """
     x = line(join(silence(300), voice(4000), silence(300), tone(1000, 400, -18), silence(3000)))
-    found = [w for w in run(x, beep_to_silence_gap=1000, silence_detect_limit=0) if isinstance(w, Detection)]
+    found = [
+        w
+        for w in run(x, beep_to_silence_gap=1000, silence_detect_limit=0)
+        if isinstance(w, Detection)
+    ]
     sl = [w for w in found if w.event == "SL"]
     assert len(sl) == 1
     assert 5000 + 950 <= sl[0].decided_ms <= 5000 + 1100
@@ -149,7 +153,10 @@ def test_detection_timeout_and_break_events() -> None:
     x = line(silence(3000))
     names = [getattr(w, "event", None) or f"done:{w.reason}" for w in run(x, total_timeout=1500)]
     assert names == ["DT", "done:total_timeout"]
-    names = [getattr(w, "event", None) or f"done:{w.reason}" for w in run(line(join(silence(300), voice(4000))), break_events="AM")]
+    names = [
+        getattr(w, "event", None) or f"done:{w.reason}"
+        for w in run(line(join(silence(300), voice(4000))), break_events="AM")
+    ]
     assert names == ["AM", "done:AM"]
 
 

@@ -63,8 +63,14 @@ def test_lenient_values() -> None:
     yes/no strings and numeric strings are accepted (if the API did not coerce them already);
     break_events is case- and space-insensitive.
     """
-    c = CpaConfig.from_params({"beep_is_am": "no", "detect_dtmf": "Yes", "total_timeout": "20000",
-                               "break_events": " am , fx "})
+    c = CpaConfig.from_params(
+        {
+            "beep_is_am": "no",
+            "detect_dtmf": "Yes",
+            "total_timeout": "20000",
+            "break_events": " am , fx ",
+        }
+    )
     assert (c.beep_is_am, c.detect_dtmf, c.total_timeout) == (False, True, 20000)
     assert c.break_events == ("AM", "FX")
 
@@ -103,6 +109,8 @@ def test_silence_detect_limit_zero_is_off_and_break_on_named_tone() -> None:
     """
     silence_detect_limit 0 turns SL off; a configured tone name may be a break event.
     """
-    c = CpaConfig.from_params({"silence_detect_limit": 0, "tones": {"XA": "850|20"}, "break_events": "XA"})
+    c = CpaConfig.from_params(
+        {"silence_detect_limit": 0, "tones": {"XA": "850|20"}, "break_events": "XA"}
+    )
     assert c.silence_detect_limit == 0
     assert c.break_events == ("XA",)

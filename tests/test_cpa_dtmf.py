@@ -13,7 +13,11 @@ from tests.cpa_signals import dual, join, noise, pcm, run, silence
 
 
 def digits(x: np.ndarray, **params: object) -> str:
-    return "".join(w.digit or "" for w in run(x, total_timeout=600000, **params) if getattr(w, "event", "") == "DTMF")
+    return "".join(
+        w.digit or ""
+        for w in run(x, total_timeout=600000, **params)
+        if getattr(w, "event", "") == "DTMF"
+    )
 
 
 def key_signal(
@@ -28,7 +32,9 @@ def key_signal(
     return dual(ROWS[i // 4] * (1 + row_off), COLUMNS[i % 4] * (1 + col_off), ms, row_db, col_db)
 
 
-def sequence(ms: float = 40, pause: float = 40, noise_db: float | None = -40, **kw: float) -> np.ndarray:
+def sequence(
+    ms: float = 40, pause: float = 40, noise_db: float | None = -40, **kw: float
+) -> np.ndarray:
     parts = [silence(200)]
     for key in KEYS:
         parts += [key_signal(key, ms, **kw), silence(pause)]
@@ -38,8 +44,12 @@ def sequence(ms: float = 40, pause: float = 40, noise_db: float | None = -40, **
     return x
 
 
-@pytest.mark.parametrize("row_off, col_off", [(0.015, 0.015), (-0.015, -0.015), (0.015, -0.015), (-0.015, 0.015)])
-def test_accepts_frequency_offsets_of_one_and_a_half_percent(row_off: float, col_off: float) -> None:
+@pytest.mark.parametrize(
+    "row_off, col_off", [(0.015, 0.015), (-0.015, -0.015), (0.015, -0.015), (-0.015, 0.015)]
+)
+def test_accepts_frequency_offsets_of_one_and_a_half_percent(
+    row_off: float, col_off: float
+) -> None:
     """
     All 16 digits, 40 ms each with 40 ms pauses, both tones 1.5% off, -25 dBm0 per tone and
     noise 15 dB below: every digit found once, in order.
@@ -49,7 +59,9 @@ def test_accepts_frequency_offsets_of_one_and_a_half_percent(row_off: float, col
 
 
 @pytest.mark.parametrize("row_off, col_off", [(0.035, 0), (-0.035, 0), (0, 0.035), (0, -0.035)])
-def test_rejects_frequency_offsets_of_three_and_a_half_percent(row_off: float, col_off: float) -> None:
+def test_rejects_frequency_offsets_of_three_and_a_half_percent(
+    row_off: float, col_off: float
+) -> None:
     """
     One tone 3.5% off (at a strong -10 dBm0, 60 ms): no digit at all.
     """
@@ -87,8 +99,18 @@ def test_pauses_between_digits() -> None:
     """
     A 40 ms pause separates two equal digits; a 10 ms gap inside one digit does not make two.
     """
-    assert digits(join(silence(100), key_signal("7", 50), silence(40), key_signal("7", 50), silence(200))) == "77"
-    assert digits(join(silence(100), key_signal("7", 50), silence(10), key_signal("7", 50), silence(200))) == "7"
+    assert (
+        digits(
+            join(silence(100), key_signal("7", 50), silence(40), key_signal("7", 50), silence(200))
+        )
+        == "77"
+    )
+    assert (
+        digits(
+            join(silence(100), key_signal("7", 50), silence(10), key_signal("7", 50), silence(200))
+        )
+        == "7"
+    )
 
 
 def test_unchanged_after_g711_round_trip() -> None:
@@ -110,7 +132,11 @@ def test_digit_reported_at_its_onset() -> None:
     """
     A digit's ms is its onset (to 10 ms); decided_ms is 30-40 ms later.
     """
-    [d] = [w for w in run(join(silence(333), key_signal("#", 80), silence(200))) if getattr(w, "event", "") == "DTMF"]
+    [d] = [
+        w
+        for w in run(join(silence(333), key_signal("#", 80), silence(200)))
+        if getattr(w, "event", "") == "DTMF"
+    ]
     assert d.digit == "#"
     assert 320 <= d.ms <= 345
     assert 20 <= d.decided_ms - d.ms <= 50

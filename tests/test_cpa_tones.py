@@ -84,7 +84,9 @@ def test_named_tone_inside_and_outside_tolerance() -> None:
     "XA": "850|20" is reported for 866 Hz (inside), not for 900 Hz (beyond 2 x 20 + 10 Hz).
     """
     tones = {"XA": "850|20"}
-    assert first(join(silence(500), tone(866, 400, -20), silence(500)), "XA", tones=tones) is not None
+    assert (
+        first(join(silence(500), tone(866, 400, -20), silence(500)), "XA", tones=tones) is not None
+    )
     assert first(join(silence(500), tone(900, 400, -20), silence(500)), "XA", tones=tones) is None
 
 
@@ -93,7 +95,9 @@ def test_named_tone_with_tight_tolerance() -> None:
     "FX": "2100|5": 2104 Hz is FX, 2121 Hz is not (and is outside CED's own +-15 Hz too).
     """
     tones = {"FX": "2100|5"}
-    assert first(join(silence(500), tone(2104, 600, -20), silence(300)), "FX", tones=tones) is not None
+    assert (
+        first(join(silence(500), tone(2104, 600, -20), silence(300)), "FX", tones=tones) is not None
+    )
     assert first(join(silence(500), tone(2121, 1200, -20), silence(300)), "FX", tones=tones) is None
 
 

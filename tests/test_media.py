@@ -92,7 +92,9 @@ def datagrams(name: str) -> list[bytes]:
     return [data[i : i + 320] for i in range(0, len(data), 320)]
 
 
-def play(svc: MediaService, clock: Clock, packets: list[bytes], source: tuple[str, int] = SOURCE) -> None:
+def play(
+    svc: MediaService, clock: Clock, packets: list[bytes], source: tuple[str, int] = SOURCE
+) -> None:
     """One datagram per 20 ms tick, as FreeSWITCH sends them."""
     for d in packets:
         svc.receiver.datagramReceived(d, source)
@@ -116,7 +118,9 @@ def test_cpa_on_the_real_capture(service: tuple[MediaService, Clock, FakeUdpReac
     assert svc.status()["frames_analysed"] == 200
 
 
-def test_gap_invents_nothing_and_restamps(service: tuple[MediaService, Clock, FakeUdpReactor]) -> None:
+def test_gap_invents_nothing_and_restamps(
+    service: tuple[MediaService, Clock, FakeUdpReactor],
+) -> None:
     """
     10 frames, 2 s without datagrams (a playback on the leg), 5 frames: the consumer gets 15
     frames; those after the pause carry the time they arrived.
@@ -177,7 +181,9 @@ def test_break_event_ends_analysis(service: tuple[MediaService, Clock, FakeUdpRe
     assert listener.done[0][2] == "BP"
 
 
-def test_send_audio_goes_out_one_frame_per_tick(service: tuple[MediaService, Clock, FakeUdpReactor]) -> None:
+def test_send_audio_goes_out_one_frame_per_tick(
+    service: tuple[MediaService, Clock, FakeUdpReactor],
+) -> None:
     """
     50 ms of welcome beep leaves as three 320-byte raw frames, one per tick, to the
     FreeSWITCH-side port; the last is padded with silence.
@@ -212,13 +218,20 @@ def test_ports(service: tuple[MediaService, Clock, FakeUdpReactor]) -> None:
     assert svc.allocate_port() == 31001
 
 
-def test_logs_voice_and_packets(tmp_path: Path, service: tuple[MediaService, Clock, FakeUdpReactor]) -> None:
+def test_logs_voice_and_packets(
+    tmp_path: Path, service: tuple[MediaService, Clock, FakeUdpReactor]
+) -> None:
     """
     log_voice writes the analysed audio as a WAV; rtp_log has one line per datagram.
     """
     svc, clock, _ = service
     stream = svc.open_stream(
-        CALL, SOURCE, CpaConfig(), Listener(), log_voice=tmp_path / "v.wav", rtp_log=tmp_path / "r.log"
+        CALL,
+        SOURCE,
+        CpaConfig(),
+        Listener(),
+        log_voice=tmp_path / "v.wav",
+        rtp_log=tmp_path / "r.log",
     )
     packets = datagrams("unicast_case2_helloworld_L16_8k.raw")[:25]
     play(svc, clock, packets)
@@ -230,7 +243,9 @@ def test_logs_voice_and_packets(tmp_path: Path, service: tuple[MediaService, Clo
     assert len(lines) == 25 and "status=ok" in lines[0] and "size=320" in lines[0]
 
 
-def test_a_failing_listener_does_not_stop_the_tick(service: tuple[MediaService, Clock, FakeUdpReactor]) -> None:
+def test_a_failing_listener_does_not_stop_the_tick(
+    service: tuple[MediaService, Clock, FakeUdpReactor],
+) -> None:
     """
     A listener that raises is logged and counted; other streams keep being analysed.
     """

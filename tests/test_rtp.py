@@ -29,8 +29,15 @@ from tests.conftest import FIXTURES
 ESL = FIXTURES / "esl"
 
 
-def rtp(seq: int, payload: bytes, pt: int = 0, ssrc: int = 0x1234, ts: int | None = None, **kw: int) -> bytes:
-    first = 0x80 | (kw.get("cc", 0) & 0x0F) | (0x10 if "ext" in kw else 0) | (0x20 if "pad" in kw else 0)
+def rtp(
+    seq: int, payload: bytes, pt: int = 0, ssrc: int = 0x1234, ts: int | None = None, **kw: int
+) -> bytes:
+    first = (
+        0x80
+        | (kw.get("cc", 0) & 0x0F)
+        | (0x10 if "ext" in kw else 0)
+        | (0x20 if "pad" in kw else 0)
+    )
     timestamp = (ts if ts is not None else seq * 160) & 0xFFFFFFFF
     header = struct.pack("!BBHII", first, pt, seq & 0xFFFF, timestamp, ssrc)
     header += b"\0\0\0\1" * kw.get("cc", 0)
@@ -103,8 +110,14 @@ def test_parse_rtp_strips_csrc_extension_and_padding() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x80\x00", b"\x40" + b"\0" * 171, rtp(1, b"", cc=15)[:20], rtp(1, b"x" * 10, pad=200)[:-1] + b"\xff",
-     rtp(1, b"", ext=40)[:20]],
+    [
+        b"",
+        b"\x80\x00",
+        b"\x40" + b"\0" * 171,
+        rtp(1, b"", cc=15)[:20],
+        rtp(1, b"x" * 10, pad=200)[:-1] + b"\xff",
+        rtp(1, b"", ext=40)[:20],
+    ],
 )
 def test_malformed_rtp(data: bytes) -> None:
     """
@@ -210,8 +223,13 @@ def test_odd_length_l16_is_malformed() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.binary(min_size=0, max_size=400), max_size=30), st.sampled_from(["auto", "rtp", "l16"]))
-def test_fuzzed_datagrams_never_break_the_receiver(datagrams: list[bytes], media_format: str) -> None:
+@given(
+    st.lists(st.binary(min_size=0, max_size=400), max_size=30),
+    st.sampled_from(["auto", "rtp", "l16"]),
+)
+def test_fuzzed_datagrams_never_break_the_receiver(
+    datagrams: list[bytes], media_format: str
+) -> None:
     """
     Any bytes from a known source: the receiver never raises, counts every datagram, and
     frames are always whole 160-sample int16 frames.
@@ -299,7 +317,9 @@ async def test_real_udp_socket() -> None:
         assert echoed == b"\1\0" * 160
         while receiver.packets < 6:
             await _later()
-        assert np.array_equal(stream.frames().reshape(-1), np.frombuffer(b"".join(datagrams), "<i2"))
+        assert np.array_equal(
+            stream.frames().reshape(-1), np.frombuffer(b"".join(datagrams), "<i2")
+        )
         assert receiver.unknown_source == 1
     finally:
         await port.stopListening()

@@ -220,7 +220,9 @@ class AmdDetector:
         in_word = s.in_word[idx]
         phase = s.phase[idx]
         # Noise that turned out stationary was never a greeting.
-        mistaken = stationary & (phase == GREETING) & (s.analysed[idx] - s.greeting_at[idx] <= _HISTORY)
+        mistaken = (
+            stationary & (phase == GREETING) & (s.analysed[idx] - s.greeting_at[idx] <= _HISTORY)
+        )
         phase = np.where(mistaken, WAIT, phase)
         in_word = in_word & ~mistaken
         word_start = speech & ~in_word & (speech_run >= s.min_word[idx])

@@ -167,7 +167,9 @@ class DtmfDetector:
         s.onset_ms[idx] = onset
         return active, found
 
-    def _frequencies_ok(self, digit: np.ndarray, z_row: np.ndarray, z_col: np.ndarray) -> np.ndarray:
+    def _frequencies_ok(
+        self, digit: np.ndarray, z_row: np.ndarray, z_col: np.ndarray
+    ) -> np.ndarray:
         d = np.maximum(digit, 0)
         f_row = FREQS[d // 4]
         f_col = FREQS[4 + d % 4]

@@ -377,7 +377,9 @@ class CpaEngine:
             cadence = CNG_CADENCE_MS[0] <= stats.onset_ms - previous <= CNG_CADENCE_MS[1]
             if not speech or cadence:
                 extras["signal"] = "CNG"
-                return self._classify(slot, "FX", Detection("FX", stats.onset_ms, now, extras=extras))
+                return self._classify(
+                    slot, "FX", Detection("FX", stats.onset_ms, now, extras=extras)
+                )
             return []
         wanted = FAX_AFTER_SPEECH_FRAMES if speech else None
         if abs(frequency - ANS[0]) <= ANS[1] and frames == (wanted or FAX_FRAMES):

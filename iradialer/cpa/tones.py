@@ -159,7 +159,9 @@ class ToneTracker:
         mean_f = f_sum / np.maximum(n_freq, 1)
         mean_level = level_sum / np.maximum(n_level, 1)
         same_peak = np.abs(peak - run_peak) <= 1
-        close = ~measured | (n_freq == 0) | (np.abs(frequency - mean_f) <= lim.max_frequency_step_hz)
+        close = (
+            ~measured | (n_freq == 0) | (np.abs(frequency - mean_f) <= lim.max_frequency_step_hz)
+        )
         consistent = (
             in_run
             & tonal

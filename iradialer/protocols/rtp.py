@@ -90,7 +90,9 @@ def parse_rtp(data: bytes) -> RtpPacket:
         end -= data[-1]
     if offset > end:
         raise MalformedPacket("header longer than the packet")
-    return RtpPacket(second & 0x7F, bool(second & 0x80), sequence, timestamp, ssrc, data[offset:end])
+    return RtpPacket(
+        second & 0x7F, bool(second & 0x80), sequence, timestamp, ssrc, data[offset:end]
+    )
 
 
 def looks_like_rtp(data: bytes) -> bool:
@@ -209,14 +211,21 @@ class StreamInput:
         packet = parse_rtp(data)
         samples = decode_payload(packet.payload_type, packet.payload)
         self.payload_type = packet.payload_type
-        info = {"size": len(data), "seq": packet.sequence, "ts": packet.timestamp,
-                "pt": packet.payload_type, "ssrc": packet.ssrc}
+        info = {
+            "size": len(data),
+            "seq": packet.sequence,
+            "ts": packet.timestamp,
+            "pt": packet.payload_type,
+            "ssrc": packet.ssrc,
+        }
         if packet.ssrc != self._ssrc or self._expected is None:
             if self._ssrc is not None:
                 self.counters.resyncs += 1
             self._ssrc = packet.ssrc
             self._restart(packet.sequence)
-        ahead = (packet.sequence - self._expected) & 0xFFFF
+        expected = self._expected
+        assert expected is not None
+        ahead = (packet.sequence - expected) & 0xFFFF
         if ahead >= 0x8000:
             if packet.sequence in self._played:
                 self.counters.duplicates += 1
@@ -228,8 +237,8 @@ class StreamInput:
         if ahead > MAX_SEQUENCE_JUMP:
             self.counters.resyncs += 1
             self._restart(packet.sequence)
-            ahead = 0
-        key = self._expected + ahead
+            expected, ahead = packet.sequence, 0
+        key = expected + ahead
         if key in self._buffer:
             self.counters.duplicates += 1
             self._log(status="duplicate", **info)
