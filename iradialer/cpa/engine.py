@@ -214,9 +214,19 @@ class CpaEngine:
         if starting.any():
             self.s.run_reported[slot_array[starting]] = False
         beep_frames = self.s.beep_frames[idx]
-        beep_due = grew & (length >= beep_frames) & (length <= beep_frames + BEEP_SETTLE_FRAMES)
-        fax_due = grew & np.isin(length, (SHORT_FAX_FRAMES, FAX_FRAMES, FAX_AFTER_SPEECH_FRAMES))
-        fsk_due = fsk_length == V21_FRAMES
+        beep_due = (
+            grew
+            & (length >= beep_frames)
+            & (length <= beep_frames + BEEP_SETTLE_FRAMES)
+            & ~self.s.run_reported[idx]
+        )
+        fax_pending = ~self.s.fax_reported[idx]
+        fax_due = (
+            grew
+            & fax_pending
+            & np.isin(length, (SHORT_FAX_FRAMES, FAX_FRAMES, FAX_AFTER_SPEECH_FRAMES))
+        )
+        fsk_due = fax_pending & (fsk_length == V21_FRAMES)
         for row in np.nonzero(beep_due | fax_due | fsk_due)[0].tolist():
             slot = int(slot_array[row])
             now = int(end_ms[row])

@@ -2,7 +2,7 @@
 Per-frame measurements shared by every detector, computed for a batch of streams at once.
 
 A frame is 160 samples (20 ms at 8 kHz).  Everything here is one or two matrix products over
-the whole batch: a Hann-windowed DFT restricted to 100-3800 Hz (a BLAS product is several
+the whole batch: a Hann-windowed DFT restricted to 150-3650 Hz (a BLAS product is several
 times cheaper than C{numpy.fft} for 160-point rows), band energies, and a few reductions.
 """
 
@@ -18,8 +18,8 @@ FRAME_MS = 20
 #: Mean square of a 0 dBm0 sine in 16-bit linear (peak 3.14 dB below full scale).
 P0 = (32768 * 10 ** (-3.14 / 20)) ** 2 / 2
 BIN_HZ = RATE / FRAME
-FIRST_BIN = 2
-LAST_BIN = 76
+FIRST_BIN = 3
+LAST_BIN = 73
 N_BINS = LAST_BIN - FIRST_BIN + 1
 #: Speech bands (Hz) of the adaptive voice detector.
 BAND_EDGES = (150, 400, 700, 1100, 1600, 2300, 3400)
