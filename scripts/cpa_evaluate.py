@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -541,6 +542,11 @@ def report(corpus: Path, split: str, items: list[dict], bench_streams: int) -> s
             cwd=ROOT,
         )
         lines = proc.stdout.strip().splitlines()
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        out.append(
+            f"Load average before the run: {load} on {os.cpu_count()} cores shared with other "
+            "work; the ratio between the two loops is the figure that survives the noise.\n"
+        )
         out.append("```\n" + "\n".join(lines[:-1]) + "\n```")
     return "\n".join(out) + "\n"
 
