@@ -161,60 +161,19 @@ def noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
 
 
 def sox_g711(x: np.ndarray, law: str) -> np.ndarray:
+    """
+    A G.711 round trip through sox (encode, then decode), without dither.
+    """
     pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
     encoding = {"ulaw": "u-law", "alaw": "a-law"}[law]
-    encoded = subprocess.run(
-        [
-            "sox",
-            "-D",
-            "-t",
-            "raw",
-            "-r",
-            "8000",
-            "-e",
-            "signed",
-            "-b",
-            "16",
-            "-c",
-            "1",
-            "-",
-            "-t",
-            "raw",
-            "-e",
-            encoding,
-            "-",
-        ],
-        input=pcm,
-        capture_output=True,
-        check=True,
-    ).stdout
-    decoded = subprocess.run(
-        [
-            "sox",
-            "-t",
-            "raw",
-            "-r",
-            "8000",
-            "-e",
-            encoding,
-            "-b",
-            "8",
-            "-c",
-            "1",
-            "-",
-            "-t",
-            "raw",
-            "-e",
-            "signed",
-            "-b",
-            "16",
-            "-",
-        ],
-        input=encoded,
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(decoded, dtype="<i2").astype(np.float64)
+    linear = "-t raw -r 8000 -e signed -b 16 -c 1 -".split()
+    coded = f"-t raw -r 8000 -e {encoding} -b 8 -c 1 -".split()
+    encoded = _sox(["-D", *linear, *coded], pcm)
+    return np.frombuffer(_sox([*coded, *linear], encoded), dtype="<i2").astype(np.float64)
+
+
+def _sox(arguments: list[str], data: bytes) -> bytes:
+    return subprocess.run(["sox", *arguments], input=data, capture_output=True, check=True).stdout
 
 
 def tone(freq: float, ms: float, dbm0: float, phase: float = 0.0) -> np.ndarray:
