@@ -31,6 +31,7 @@ from iradialer.cpa.config import CpaConfig
 from iradialer.cpa.engine import CpaEngine, Detection, Done, Outcome
 from iradialer.cpa.frontend import FRAME, FRAME_MS
 from iradialer.cpa.wav import WavWriter
+from iradialer.metrics import Metrics
 from iradialer.protocols.rtp import Address, AudioSender, MediaReceiver, StreamInput
 
 TICK = FRAME_MS / 1000
@@ -38,6 +39,8 @@ TICK = FRAME_MS / 1000
 GAP_MS = 60
 #: Calls whose answer time is remembered for later streams (the oldest are forgotten).
 REMEMBERED_CALLS = 100_000
+#: Receiver counters that are datagrams dropped, as iradialer_media_packets_dropped reasons.
+DROP_REASONS = ("malformed", "unsupported", "duplicates", "late", "unknown_source")
 
 Consumer = Callable[[np.ndarray, int], None]
 
@@ -121,9 +124,15 @@ class MediaService(Service):
     log = Logger()
 
     def __init__(
-        self, config: MediaConfig, reactor: Any, clock: IReactorTime | None = None
+        self,
+        config: MediaConfig,
+        reactor: Any,
+        clock: IReactorTime | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
+        self._dropped_reported = dict.fromkeys(DROP_REASONS, 0)
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor
         self.receiver = MediaReceiver()
@@ -291,7 +300,21 @@ class MediaService(Service):
         for stream in streams:
             if stream._outgoing and not stream.closed:
                 self.receiver.send(stream._sender.encode(stream._outgoing.popleft()), stream.source)
-        self._tick_seconds.append(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._tick_seconds.append(elapsed)
+        if self.metrics is not None:
+            self._update_metrics(elapsed, len(by_slot))
+
+    def _update_metrics(self, elapsed: float, cpa_streams: int) -> None:
+        assert self.metrics is not None
+        self.metrics.cpa_tick_seconds.observe(elapsed)
+        self.metrics.cpa_streams.set(cpa_streams)
+        counters = self.receiver.counters()
+        for reason in DROP_REASONS:
+            new = counters[reason] - self._dropped_reported[reason]
+            if new > 0:
+                self.metrics.media_packets_dropped.labels(reason).inc(new)
+                self._dropped_reported[reason] = counters[reason]
 
     def _deliver_frame(self, stream: MediaStream, frame: np.ndarray, ms: int) -> None:
         if stream.closed:

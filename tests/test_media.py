@@ -19,6 +19,7 @@ from iradialer.config import MediaConfig
 from iradialer.cpa.config import CpaConfig
 from iradialer.cpa.engine import Detection
 from iradialer.media import MediaService
+from iradialer.metrics import Metrics
 from tests.conftest import FIXTURES
 
 SOURCE = ("127.0.0.1", 30000)
@@ -304,3 +305,26 @@ async def test_end_to_end_on_a_real_socket() -> None:
     finally:
         await client.stopListening()
         await svc.stopService()
+
+
+def test_metrics() -> None:
+    """
+    With the server's Metrics: tick times observed, analysed streams gauged, dropped datagrams
+    counted by reason (each once).
+    """
+    clock = Clock()
+    metrics = Metrics()
+    svc = MediaService(media_config(), FakeUdpReactor(), clock=clock, metrics=metrics)
+    svc.startService()
+    try:
+        svc.open_stream(CALL, SOURCE, CpaConfig(), Listener(), media_format="l16")
+        svc.receiver.datagramReceived(b"\0" * 321, SOURCE)
+        svc.receiver.datagramReceived(b"\0" * 320, ("10.1.1.1", 4))
+        clock.pump([0.02] * 3)
+        value = metrics.registry.get_sample_value
+        assert value("iradialer_cpa_streams") == 1
+        assert value("iradialer_cpa_tick_seconds_count") == 3
+        assert value("iradialer_media_packets_dropped_total", {"reason": "malformed"}) == 1
+        assert value("iradialer_media_packets_dropped_total", {"reason": "unknown_source"}) == 1
+    finally:
+        svc.stopService()
