@@ -11,6 +11,7 @@ the lenient values, then checks the strict form, so every message is jsonschema'
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from iradialer import __version__
+from iradialer.cpa.config import RULE_LIMITS, AmdRules
 from iradialer.domain.errors import DialerError, Status
 
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -61,6 +63,8 @@ def string(description: str, default: str | None = None, **constraints: Any) -> 
         schema["default"] = default
     return schema
 
+
+_RULE_TYPES = {f.name: str(f.type) for f in dataclasses.fields(AmdRules)}
 
 CALL_UUID = string("Unique identifier of the call (from makecall).", maxLength=64, minLength=1)
 EVENT_URL = string(
@@ -133,7 +137,26 @@ _SETCPAPARAMS = _request(
     welcome_beep_ms=integer(
         "Ms of a 1 kHz beep written to the callee on answer (0 = none); some carriers need "
         "media both ways at once.", 0, 0, 2000),
+    beep_min_length=integer("Shortest steady tone reported as a beep or named tone (ms).",
+                            80, 40, 2000),
+    initial_silence_event=string("What initial silence means (default per api_version).",
+                                 enum=["LV", "AM"]),
+    greeting_measure=string("How a greeting is measured: voiced (speech only) or span.",
+                            enum=["voiced", "span"]),
+    speech_detector=string("fixed energy threshold (1.0) or adaptive noise floor (1.1).",
+                           enum=["fixed", "adaptive"]),
     event_url=EVENT_URL,
+    # The answering-machine rules' numeric tunables (docs/cpa.md); absent = the default of
+    # the api_version.
+    **{
+        name: (
+            integer(f"AMD rule {name} (docs/cpa.md).", None, int(low), int(high))
+            if _RULE_TYPES[name] == "int"
+            else {"type": "number", "minimum": low, "maximum": high,
+                  "description": f"AMD rule {name} (docs/cpa.md)."}
+        )
+        for name, (low, high) in RULE_LIMITS.items()
+    },
 )
 
 _MAKECALL = _request(
