@@ -106,7 +106,7 @@ class Profile:
     uuid: str
     created_us: int
     source: str = "src/switch_ivr_originate.c"
-    dialplan: str = "xml"
+    dialplan: str = ""
     context: str = "default"
     logical_direction: str = "outbound"
     orig_caller_id_name: str = ""
@@ -240,7 +240,9 @@ class Channel:
         self.callstate = "DOWN"
         self.answered = False
         self.ringing = False
-        self.media_up = False
+        # A sofia leg negotiates PCMU at answer; a loopback leg has L16 from the start.
+        self.codec = ("L16", 8000, 128000) if endpoint == "loopback" else ("PCMU", 8000, 64000)
+        self.media_up = endpoint == "loopback"
         self.hit_dialplan = False
         self.hangup_cause: int | None = None
         self.destroyed = False
@@ -267,16 +269,23 @@ class Channel:
             ("channel_name", name),
         ):
             self.vars.set(key, value)
+        self.sip_call_id = str(uuidlib.uuid4())
+        if endpoint == "sofia":
+            for key, value in sofia_variables(self):
+                self.vars.set(key, value)
         for key, value in variables:
             self.vars.set(key, value)
-        self.vars.set("originate_early_media", "false")
+        self.vars.set("originate_early_media", "true" if endpoint == "loopback" else "false")
         self.vars.set("originate_endpoint", endpoint)
+        if endpoint == "sofia":
+            for key, value in sofia_media_variables(self, sim.media_port()):
+                self.vars.set(key, value)
         self.stack: list[App] = []
         self.extension: list[tuple[str, str]] = []
         self.no_route = False
         self.unwinding = False
         self.private: deque[PrivateCommand] = deque()
-        self.dtmf_queue: deque[str] = deque()
+        self.dtmf_queue: deque[tuple[str, int, str]] = deque()
         self.prompts_started = 0
         self.dtmf_sent: list[str] = []
         self.played: list[tuple[float, str, str]] = []
@@ -323,13 +332,14 @@ class Channel:
         if self.hangup_cause is not None:
             data.append(("Hangup-Cause", cause_name(self.hangup_cause)))
         if self.media_up:
+            name, rate, bits = self.codec
             data += [
-                ("Channel-Read-Codec-Name", "PCMU"),
-                ("Channel-Read-Codec-Rate", 8000),
-                ("Channel-Read-Codec-Bit-Rate", 64000),
-                ("Channel-Write-Codec-Name", "PCMU"),
-                ("Channel-Write-Codec-Rate", 8000),
-                ("Channel-Write-Codec-Bit-Rate", 64000),
+                ("Channel-Read-Codec-Name", name),
+                ("Channel-Read-Codec-Rate", rate),
+                ("Channel-Read-Codec-Bit-Rate", bits),
+                ("Channel-Write-Codec-Name", name),
+                ("Channel-Write-Codec-Rate", rate),
+                ("Channel-Write-Codec-Bit-Rate", bits),
             ]
         data += self.profile.headers()
         return data
@@ -371,6 +381,8 @@ class Channel:
         self.stamps["progress"] = now
         self.profile.times["Progress"] = _us(now)
         self.profile.network_addr = "127.0.0.1"
+        for key, value in sofia_reply_variables(self):
+            self.vars.set(key, value)
         self.fire("CHANNEL_PROGRESS")
         self.set_callstate("RINGING")
 
@@ -378,21 +390,25 @@ class Channel:
         now = self.sim.clock.seconds()
         self.stamps["answer"] = now
         self.profile.times["Answered"] = _us(now)
-        self.profile.network_addr = "127.0.0.1"
-        self.media_up = True
+        name, rate, _ = self.codec
+        if self.endpoint == "sofia":
+            self.profile.network_addr = "127.0.0.1"
+            for key, value in sofia_answer_variables(self):
+                self.vars.set(key, value)
         for key, value in (
-            ("read_codec", "PCMU"),
-            ("read_rate", "8000"),
-            ("write_codec", "PCMU"),
-            ("write_rate", "8000"),
-            ("dtmf_type", "rfc2833"),
-            ("endpoint_disposition", "ANSWER"),
-            ("pre_transfer_caller_id_number", self.profile.caller_id_number),
-            ("channel_cid_flipped", "yes"),
+            ("read_codec", name),
+            ("read_rate", rate),
+            ("write_codec", name),
+            ("write_rate", rate),
         ):
             self.vars.set(key, value)
-        self.fire("CODEC", post=[("channel-read-codec-name", "PCMU")])
-        self.fire("CODEC", post=[("Channel-Write-codec-bit-rate", 64000)])
+        if not self.media_up:
+            self.media_up = True
+            self.fire("CODEC", post=[("channel-read-codec-name", name)])
+            self.fire("CODEC", post=[("Channel-Write-codec-bit-rate", self.codec[2])])
+        self.vars.set("endpoint_disposition", "ANSWER")
+        self.vars.set("pre_transfer_caller_id_number", self.profile.caller_id_number)
+        self.vars.set("channel_cid_flipped", "yes")
         self.answered = True
         self.fire("CHANNEL_ANSWER")
         self.set_callstate("ACTIVE")
@@ -460,11 +476,14 @@ class Channel:
 
     # DTMF
 
-    def receive_dtmf(self, digits: str) -> None:
-        """Digits from the far end (RFC 2833): queued until an application reads them."""
+    def receive_dtmf(self, digits: str, source: str = "RTP", duration: int = 2000) -> None:
+        """
+        Digits from the far end (RFC 2833 by default): queued until an application reads
+        them, which is when FreeSWITCH fires the DTMF event.
+        """
         if not self.alive:
             return
-        self.dtmf_queue.extend(digits)
+        self.dtmf_queue.extend((digit, duration, source) for digit in digits)
         self.drain_dtmf()
 
     def drain_dtmf(self) -> None:
@@ -472,10 +491,14 @@ class Channel:
             top = self.top()
             if top is None or not top.reads_dtmf():
                 return
-            digit = self.dtmf_queue.popleft()
+            digit, duration, source = self.dtmf_queue.popleft()
             self.fire(
                 "DTMF",
-                post=[("DTMF-Digit", digit), ("DTMF-Duration", 2000), ("DTMF-Source", "RTP")],
+                post=[
+                    ("DTMF-Digit", digit),
+                    ("DTMF-Duration", duration),
+                    ("DTMF-Source", source),
+                ],
             )
             top.on_dtmf(digit)
 
@@ -491,6 +514,7 @@ class Channel:
     def transfer(self, dest: str, dialplan: str | None, context: str | None) -> None:
         """C{uuid_transfer}: leave whatever runs and start the new extension."""
         now = self.sim.clock.seconds()
+        self.state = "CS_ROUTING"
         self.unwinding = True
         for app in list(reversed(self.stack)):
             app.interrupt("transfer")
@@ -688,6 +712,73 @@ class Channel:
         call = self.sim.clock.callLater(seconds, function, *args)
         self.timers.append(call)
         return call
+
+
+def sofia_variables(channel: Channel) -> list[tuple[str, object]]:
+    """What mod_sofia sets on a new outbound leg (a representative subset)."""
+    number = channel.number
+    return [
+        ("sip_profile_name", "external"),
+        ("video_media_flow", "disabled"),
+        ("text_media_flow", "disabled"),
+        ("sip_destination_url", f"sip:{number}@127.0.0.1"),
+    ]
+
+
+def sofia_media_variables(channel: Channel, local_port: int) -> list[tuple[str, object]]:
+    return [
+        ("rtp_use_codec_string", "PCMU,PCMA"),
+        ("local_media_ip", "127.0.0.1"),
+        ("local_media_port", local_port),
+        ("advertised_media_ip", "127.0.0.1"),
+        ("audio_media_flow", "sendrecv"),
+        ("sip_outgoing_contact_uri", "<sip:mod_sofia@127.0.0.1:5080>"),
+        ("sip_req_uri", f"{channel.number}@127.0.0.1"),
+        ("sofia_profile_name", "external"),
+        ("recovery_profile_name", "external"),
+        ("sofia_profile_url", "sip:mod_sofia@127.0.0.1:5080"),
+    ]
+
+
+def sofia_reply_variables(channel: Channel) -> list[tuple[str, object]]:
+    """Set from the far end's first reply (180 Ringing)."""
+    if channel.endpoint != "sofia":
+        return []
+    number = channel.number
+    caller = channel.profile.orig_caller_id_number
+    return [
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_reply_host", "127.0.0.1"),
+        ("sip_reply_port", 5060),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", 5060),
+        ("sip_from_user", caller),
+        ("sip_from_uri", f"{caller}@127.0.0.1"),
+        ("sip_from_host", "127.0.0.1"),
+        ("sip_to_user", number),
+        ("sip_to_uri", f"{number}@127.0.0.1"),
+        ("sip_to_host", "127.0.0.1"),
+        ("sip_call_id", channel.sip_call_id),
+    ]
+
+
+def sofia_answer_variables(channel: Channel) -> list[tuple[str, object]]:
+    """Set from the 200 OK and its SDP."""
+    return [
+        ("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b"),
+        ("rtp_use_codec_name", "PCMU"),
+        ("rtp_use_codec_rate", 8000),
+        ("rtp_use_codec_ptime", 20),
+        ("rtp_use_codec_channels", 1),
+        ("rtp_last_audio_codec_string", "PCMU@8000h@20i@1c"),
+        ("original_read_codec", "PCMU"),
+        ("original_read_rate", 8000),
+        ("dtmf_type", "rfc2833"),
+        ("rtp_2833_send_payload", 101),
+        ("rtp_2833_recv_payload", 101),
+        ("remote_media_ip", "127.0.0.1"),
+        ("remote_media_port", 6000),
+    ]
 
 
 def parse_extension(dest: str, dialplan: str | None) -> tuple[list[tuple[str, str]], bool]:

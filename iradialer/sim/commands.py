@@ -32,6 +32,16 @@ SHOW_COLUMNS = (
 ).split(",")
 
 
+def _dtmf_string(data: str) -> list[tuple[str, int]]:
+    """C{switch_channel_queue_dtmf_string}: digits, each optionally C{@<ms>} long."""
+    out = []
+    for part in data.split("+") if "+" in data else [data]:
+        digits, _, ms = part.partition("@")
+        duration = int(ms) * 8 if ms.isdigit() else 2000
+        out += [(d, duration) for d in digits if d in "0123456789*#ABCDabcd"]
+    return out
+
+
 class ApiCommands:
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
@@ -41,6 +51,7 @@ class ApiCommands:
             "uuid_broadcast": self.uuid_broadcast,
             "uuid_break": self.uuid_break,
             "uuid_send_dtmf": self.uuid_send_dtmf,
+            "uuid_recv_dtmf": self.uuid_recv_dtmf,
             "uuid_transfer": self.uuid_transfer,
             "uuid_park": self.uuid_park,
             "uuid_answer": self.uuid_answer,
@@ -125,6 +136,18 @@ class ApiCommands:
             return "-ERR Cannot locate session!\n"
         channel.dtmf_sent.append(argv[1])
         return f"+OK {argv[0]} sent DTMF {argv[1]}.\n"
+
+    def uuid_recv_dtmf(self, arg: str | None) -> str:
+        """Digits as if the far end sent them (DTMF-Source APP, C{digit@ms} lengths)."""
+        argv = separate_string(arg, " ", 2) if arg else []
+        if len(argv) < 2 or not argv[0] or not argv[1]:
+            return "-USAGE: <uuid> <dtmf_data>\n"
+        channel = self._locate(argv[0])
+        if channel is None:
+            return "-ERR Cannot locate session!\n"
+        for digit, duration in _dtmf_string(argv[1]):
+            channel.receive_dtmf(digit, source="APP", duration=duration)
+        return f"+OK {argv[0]} received DTMF {argv[1]}.\n"
 
     def uuid_transfer(self, arg: str | None) -> str:
         usage = "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n"
@@ -227,8 +250,8 @@ class ApiCommands:
 
     def _row(self, channel: Channel) -> dict[str, str]:
         profile = channel.profile
-        top = channel.stack[0] if channel.stack else None
         created = channel.created
+        codec, rate, bits = (str(x) for x in channel.codec) if channel.media_up else ("", "", "")
         return {
             "uuid": channel.uuid,
             "direction": "outbound",
@@ -240,16 +263,16 @@ class ApiCommands:
             "cid_num": profile.caller_id_number,
             "ip_addr": profile.network_addr,
             "dest": channel.number,
-            "application": top.name if top else "",
-            "application_data": top.arg if top else "",
+            "application": channel.vars.get("current_application") or "",
+            "application_data": channel.vars.get("current_application_data") or "",
             "dialplan": profile.dialplan,
             "context": profile.context,
-            "read_codec": "PCMU" if channel.media_up else "",
-            "read_rate": "8000" if channel.media_up else "",
-            "read_bit_rate": "64000" if channel.media_up else "",
-            "write_codec": "PCMU" if channel.media_up else "",
-            "write_rate": "8000" if channel.media_up else "",
-            "write_bit_rate": "64000" if channel.media_up else "",
+            "read_codec": codec,
+            "read_rate": rate,
+            "read_bit_rate": bits,
+            "write_codec": codec,
+            "write_rate": rate,
+            "write_bit_rate": bits,
             "secure": "",
             "hostname": self.sim.hostname,
             "presence_id": "",

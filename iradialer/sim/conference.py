@@ -114,7 +114,8 @@ class Conferences:
         self._fire(room, "add-member", "conference_member.c", "conference_member_add", 962, member)
         self._presence(room)
         if count == 1:
-            self._floor(room, member)
+            # The conference thread gives the floor on its next 20 ms pass.
+            self.sim.clock.callLater(0.02, self._first_floor, room, member)
         if count == 2:
             self._moh_done(room)
             self.sim.clock.callLater(0.4, self._tone_done, room, ENTER_TONE, 400)
@@ -179,6 +180,10 @@ class Conferences:
             for member in list(room.members):
                 if member.channel is channel:
                     self.leave(member, "hangup")
+
+    def _first_floor(self, room: Conference, member: Member) -> None:
+        if room.floor is None and member in room.members:
+            self._floor(room, member)
 
     def _floor(self, room: Conference, member: Member) -> None:
         room.floor = member.id

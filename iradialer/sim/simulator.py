@@ -19,7 +19,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from iradialer.sim.apps import Applications
-from iradialer.sim.channels import CALLING, Channel
+from iradialer.sim.channels import Channel
 from iradialer.sim.conference import Conferences
 from iradialer.sim.media import MediaEngine
 from iradialer.sim.scenarios import ScenarioPlan
@@ -182,6 +182,13 @@ class Simulator:
 
     # Channels
 
+    def media_port(self) -> int:
+        """The RTP port FreeSWITCH would advertise (rtp-start-port 16384, even ports)."""
+        self._rtp_port = getattr(self, "_rtp_port", 16382) + 2
+        if self._rtp_port > 32766:
+            self._rtp_port = 16384
+        return self._rtp_port
+
     def next_session_id(self) -> int:
         self.sessions_since_startup += 1
         return self.sessions_since_startup
@@ -243,6 +250,8 @@ class Simulator:
             caller_id_name=var.get("origination_caller_id_name") or cid_name or "",
             caller_id_number=var.get("origination_caller_id_number") or cid_num or "0000000000",
         )
+        if endpoint == "loopback":
+            channel.profile.dialplan, channel.profile.source = "xml", "mod_loopback"
         if exten.startswith("&") and len(exten) > 1:
             app = exten[1:].split(")", 1)[0]
             app_name, _, app_arg = app.partition("(")
@@ -268,7 +277,7 @@ class Simulator:
         channel.set_running_state("CS_ROUTING")
         channel.set_running_state("CS_CONSUME_MEDIA", "CS_CONSUME_MEDIA")
         outcome = channel.scenario.outcome
-        if outcome.rings:
+        if outcome.rings and channel.endpoint != "loopback":
             channel.mark_ring_ready()
         # switch_ivr_originate compares whole epoch seconds: the limit ends on a second tick.
         start = channel.created

@@ -232,16 +232,16 @@ def _xml_escape(text: str) -> str:
 def cjson_pretty(value: object, depth: int = 0) -> str:
     """
     C{cJSON_Print}: tabs for indentation, C{":\\t"} between key and value, C{", "} between
-    array items (the form of C{conference <name> json_list}).
+    array items, each nesting one tab deeper (the form of C{conference <name> json_list}).
     """
-    pad = "\t" * (depth + 1)
     if isinstance(value, dict):
         if not value:
             return "{\n" + "\t" * depth + "}"
+        pad = "\t" * (depth + 1)
         items = [f"{pad}{_jstr(k)}:\t{cjson_pretty(v, depth + 1)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + "\n" + "\t" * depth + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(cjson_pretty(v, depth) for v in value) + "]"
+        return "[" + ", ".join(cjson_pretty(v, depth + 1) for v in value) + "]"
     if value is True:
         return "true"
     if value is False:
