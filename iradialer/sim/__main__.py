@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scenario error: {e}", file=sys.stderr)
         return 2
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
-    reactor.callWhenRunning(service.startService)  # type: ignore[attr-defined]
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     log.info("FreeSWITCH simulator listening on {listen}", listen=args.listen)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
     return 0
 
 

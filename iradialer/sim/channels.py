@@ -260,26 +260,26 @@ class Channel:
             ani=caller_id_number,
         )
         self.vars = Variables()
-        for key, value in (
+        self.sip_call_id = str(uuidlib.uuid4())
+        initial: list[tuple[str, object]] = [
             ("direction", "outbound"),
             ("is_outbound", "true"),
             ("uuid", uuid),
             ("call_uuid", uuid),
             ("session_id", self.session_id),
             ("channel_name", name),
-        ):
-            self.vars.set(key, value)
-        self.sip_call_id = str(uuidlib.uuid4())
+        ]
         if endpoint == "sofia":
-            for key, value in sofia_variables(self):
-                self.vars.set(key, value)
-        for key, value in variables:
-            self.vars.set(key, value)
-        self.vars.set("originate_early_media", "true" if endpoint == "loopback" else "false")
-        self.vars.set("originate_endpoint", endpoint)
+            initial += sofia_variables(self)
+        initial += variables
+        initial += [
+            ("originate_early_media", "true" if endpoint == "loopback" else "false"),
+            ("originate_endpoint", endpoint),
+        ]
         if endpoint == "sofia":
-            for key, value in sofia_media_variables(self, sim.media_port()):
-                self.vars.set(key, value)
+            initial += sofia_media_variables(self, sim.media_port())
+        for key, value in initial:
+            self.vars.set(key, value)
         self.stack: list[App] = []
         self.extension: list[tuple[str, str]] = []
         self.no_route = False

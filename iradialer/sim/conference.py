@@ -170,6 +170,7 @@ class Conferences:
                 self._floor(room, room.members[-1])
             self.sim.clock.callLater(1.0, self._tone_done, room, EXIT_TONE, 1000)
         else:
+            self._presence(room)
             self._moh_done(room)
             self._fire(room, "conference-destroy", "mod_conference.c", "conference_thread_run", 863)
             self.rooms.pop(room.name, None)

@@ -249,6 +249,8 @@ def _read_dtmf(entries: Any, error: Any) -> tuple[Dtmf, ...]:
         timing = [k for k in ("at_ms", "after_prompt_ms") if k in entry]
         if len(timing) != 1:
             raise error(key, "needs exactly one of at_ms or after_prompt_ms")
-        value = _milliseconds(entry, timing[0], None, lambda k, p: error(f"{key}.{k}", p))
+        value = _milliseconds(
+            entry, timing[0], None, lambda k, p, where=key: error(f"{where}.{k}", p)
+        )
         result.append(Dtmf(digits.upper(), **{timing[0]: value}))
     return tuple(result)

@@ -88,9 +88,17 @@ class EventSocketProtocol(Protocol):
 
     def connectionMade(self) -> None:  # noqa: N802
         self.sim.listeners.append(self)
-        self.transport.write(b"Content-Type: auth/request\n\n")
+        self._send(b"Content-Type: auth/request\n\n")
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         self.running = False
         if self in self.sim.listeners:
             self.sim.listeners.remove(self)
@@ -128,7 +136,7 @@ class EventSocketProtocol(Protocol):
                     length = 0
                 if length < 0 or length > MAX_CONTENT_LENGTH:
                     self.log.warn("Rejecting Content-Length {value!r}", value=value)
-                    self.transport.loseConnection()
+                    self._close()
                     self.running = False
                     return None
         if length:
@@ -176,14 +184,14 @@ class EventSocketProtocol(Protocol):
 
     def _write_reply(self, reply: str) -> None:
         if reply.startswith("~"):
-            self.transport.write(f"Content-Type: command/reply\n{reply[1:]}".encode())
+            self._send(f"Content-Type: command/reply\n{reply[1:]}".encode())
         else:
-            self.transport.write(f"Content-Type: command/reply\nReply-Text: {reply}\n\n".encode())
+            self._send(f"Content-Type: command/reply\nReply-Text: {reply}\n\n".encode())
 
     def _write_api(self, text: str) -> None:
         body = (text or "-ERR no reply\n").encode("utf-8", "surrogateescape")
         head = f"Content-Type: api/response\nContent-Length: {len(body)}\n\n".encode()
-        self.transport.write(head + body)
+        self._send(head + body)
 
     def handle(self, packet: Packet) -> Deferred[str] | None:
         """Answer one command; a blocking C{api} returns the Deferred of its reply."""
@@ -244,8 +252,8 @@ class EventSocketProtocol(Protocol):
         self.outbox.clear()
         self.inbox.clear()
         notice = b"Content-Type: text/disconnect-notice\nContent-Length: %d\n\n" % len(DISCONNECT)
-        self.transport.write(notice + DISCONNECT)
-        self.transport.loseConnection()
+        self._send(notice + DISCONNECT)
+        self._close()
 
     def _run_api(self, line: str) -> tuple[str, str | None, str | Deferred[str]]:
         command, space, rest = line.partition(" ")
@@ -441,7 +449,7 @@ class EventSocketProtocol(Protocol):
             event = self.outbox.pop(0)
             body = event.serialize(self.format)
             head = f"Content-Length: {len(body)}\nContent-Type: text/event-{self.format}\n\n"
-            self.transport.write(head.encode() + body)
+            self._send(head.encode() + body)
 
 
 _ALL_NAMES = set(EVENT_NAMES) - {"ALL"}
