@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
 
 from iradialer.config import ConfigError
 
@@ -34,19 +35,33 @@ def main(argv: list[str] | None = None) -> int:
 
     from twisted.internet import reactor
 
-    from iradialer.sim.server import make_simulator_service
+    from iradialer.sim.server import SimulatorService, make_simulator_service
 
+    service: SimulatorService
     try:
         service = make_simulator_service(args.listen, reactor, args.scenarios, args.password)
     except ConfigError as e:
         print(f"scenario error: {e}", file=sys.stderr)
         return 2
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
-    reactor.callWhenRunning(service.startService)
+    status = {"code": 0}
+
+    def listening(port: object) -> None:
+        log.info("FreeSWITCH simulator listening on {address}", address=port.getHost())  # type: ignore[attr-defined]
+
+    def failed(failure: Failure) -> None:
+        log.failure("The simulator cannot listen on {listen}", failure, listen=args.listen)
+        status["code"] = 1
+        reactor.stop()
+
+    def start() -> None:
+        service.startService()
+        service.listening.addCallbacks(listening, failed)
+
+    reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    log.info("FreeSWITCH simulator listening on {listen}", listen=args.listen)
     reactor.run()
-    return 0
+    return status["code"]
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class UnicastStream(DatagramProtocol):
         self.port: Any = None
 
     def due(self, now: float) -> int:
-        return int((now - self.started) / FRAME_SECONDS) + 1
+        return int((now - self.started) / FRAME_SECONDS + 1e-6) + 1
 
     def send_due(self, now: float) -> int:
         due = self.due(now)

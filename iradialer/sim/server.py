@@ -15,8 +15,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
@@ -477,31 +476,44 @@ class EventSocketFactory(Factory):
         return EventSocketProtocol(self.sim, self.api, self.password)
 
 
-class SimulatorService(MultiService):
-    """The simulator (heartbeat, media) and its Event Socket listener, as one service."""
+class SimulatorService(Service):
+    """
+    The simulator (heartbeat, media) and its Event Socket listener, as one service.
+    C{listening} fires with the listening port once it is bound.
+    """
+
+    log = Logger()
 
     def __init__(self, sim: Simulator, listen: str, reactor: Any, password: str) -> None:
-        super().__init__()
         self.simulator = sim
         self.factory = EventSocketFactory(sim, password)
-        self.endpoint_service = StreamServerEndpointService(
-            serverFromString(reactor, listen), self.factory
-        )
-        self.endpoint_service.setName("event-socket")
-        self.endpoint_service.setServiceParent(self)
+        self.endpoint = serverFromString(reactor, listen)
+        self.listening: Deferred[Any] = Deferred()
+        self._port: Any = None
 
     def startService(self) -> None:  # noqa: N802
-        self.simulator.start()
         super().startService()
+        self.simulator.start()
+        d = self.endpoint.listen(self.factory)
+        d.addCallback(self._listening)
+        d.chainDeferred(self.listening)
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def _listening(self, port: Any) -> Any:
+        self._port = port
+        return port
+
+    def stopService(self) -> Deferred[None] | None:  # noqa: N802
+        super().stopService()
         self.simulator.stop()
-        return super().stopService()
+        if self._port is not None:
+            port, self._port = self._port, None
+            return port.stopListening()
+        return None
 
 
 def make_simulator_service(
     listen: str, reactor: Any, scenarios: Path | None = None, password: str = "ClueCon"
-) -> Service:
+) -> SimulatorService:
     """
     An Event Socket server on C{listen} (a Twisted endpoint string) in front of a new
     simulator, its callees from the C{scenarios} file (or the built-in plan).

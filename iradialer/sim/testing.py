@@ -50,7 +50,7 @@ class Frame:
 
 def parse_frames(data: bytes) -> tuple[list[Frame], bytes]:
     """Complete frames in C{data}, and the bytes of an incomplete last one."""
-    frames = []
+    frames: list[Frame] = []
     while True:
         end = data.find(b"\n\n")
         if end < 0:
