@@ -93,7 +93,10 @@ def test_modem_sends_ansam():
 
 
 def test_silence_is_comfort_noise_and_music_keeps_playing():
-    """silence: FreeSWITCH's 0xFF comfort-noise frames; music: sustained sound for the whole call."""
+    """
+    silence: FreeSWITCH's 0xFF comfort-noise frames; music: sustained sound for the whole
+    call.
+    """
     assert builtin_audio("silence").frame(0) == CNG_FRAME
     assert builtin_audio("silence").frame(10_000) == CNG_FRAME
     music = builtin_audio("music").samples(30.0)

@@ -194,7 +194,10 @@ def test_gateway_down_fails_at_once_without_a_channel():
 
 
 def test_bgapi_failure_background_job_after_hangup_complete():
-    """With bgapi a failed originate's BACKGROUND_JOB comes after HANGUP_COMPLETE, before DESTROY."""
+    """
+    With bgapi a failed originate's BACKGROUND_JOB comes after HANGUP_COMPLETE, before
+    DESTROY.
+    """
     h, c = harness()
     c.send("bgapi " + dial("5550002") + "\nJob-UUID: job-1\n\n")
     h.run_for(0.5)
@@ -208,7 +211,10 @@ def test_bgapi_failure_background_job_after_hangup_complete():
 
 
 def test_uuid_kill_and_quality_variables():
-    """uuid_kill: +OK, NORMAL_CLEARING, billsec and the quality variables in HANGUP_COMPLETE only."""
+    """
+    uuid_kill: +OK, NORMAL_CLEARING, billsec and the quality variables in HANGUP_COMPLETE
+    only.
+    """
     h, c = harness()
     answered(h, c)
     h.run_for(3.0)
@@ -299,7 +305,10 @@ def test_missing_file_is_file_not_found():
 
 
 def test_sendmsg_speak_and_echo():
-    """sendmsg execute speak: +OK, no PLAYBACK events, a TTS-length run, the echo with Command first."""
+    """
+    sendmsg execute speak: +OK, no PLAYBACK events, a TTS-length run, the echo with Command
+    first.
+    """
     h, c = harness()
     answered(h, c)
     c.send(
@@ -382,7 +391,10 @@ def test_play_and_get_digits_success():
 
 
 def test_play_and_get_digits_timeout_is_failure():
-    """No digits: the invalid file after each try, then read_result=failure, digits unset (run B)."""
+    """
+    No digits: the invalid file after each try, then read_result=failure, digits unset (run
+    B).
+    """
     h, c = harness()
     answered(h, c)
     pagd(c, "u1")
@@ -398,7 +410,10 @@ def test_play_and_get_digits_timeout_is_failure():
 
 
 def test_play_and_get_digits_regex_mismatch():
-    """Digits not matching the regex: read_result=success but my_digits unset, my_digits_invalid (run C)."""
+    """
+    Digits not matching the regex: read_result=success but my_digits unset, my_digits_invalid
+    (run C).
+    """
     h, c = harness()
     answered(h, c, "5550009")
     pagd(c, "u1", r"^9\d+$")
@@ -488,7 +503,10 @@ def test_show_channels_and_status():
 
 
 def test_transfer_inline_and_park():
-    """uuid_transfer ... inline leaves park (UNPARK) and runs the inline apps; 'park inline' re-parks."""
+    """
+    uuid_transfer ... inline leaves park (UNPARK) and runs the inline apps; 'park inline'
+    re-parks.
+    """
     h, c = harness()
     answered(h, c)
     c.command("api uuid_transfer u1 park inline")
@@ -520,14 +538,18 @@ def test_unknown_application_hangs_up():
 
 
 def test_conference_join_list_members_and_kick():
-    """Two calls in a conference: add-member events, list/json_list, mute by uuid=, kick back to park."""
+    """
+    Two calls in a conference: add-member events, list/json_list, mute by uuid=, kick back to
+    park.
+    """
     h, c = harness()
     answered(h, c, uuid="u1")
     answered(h, c, uuid="u2")
     c.command("api uuid_transfer u1 'conference:CONF-a@default,park' inline")
     h.run_for(0.1)
     c.send(
-        "sendmsg u2\ncall-command: execute\nexecute-app-name: conference\nexecute-app-arg: CONF-a@default\n\n"
+        "sendmsg u2\ncall-command: execute\nexecute-app-name: conference\n"
+        "execute-app-arg: CONF-a@default\n\n"
     )
     h.run_for(0.5)
     actions = [f.event.get("Action") for f in events(c, "conference::maintenance")]
@@ -575,6 +597,7 @@ def test_conference_join_list_members_and_kick():
         ("PRESENCE_IN", None),
         ("conference::maintenance", "play-file"),
         ("conference::maintenance", "del-member"),
+        ("CODEC", None),
         ("CHANNEL_EXECUTE_COMPLETE", "conference"),
         ("CHANNEL_EXECUTE", "park"),
         ("CHANNEL_PARK", None),

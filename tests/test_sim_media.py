@@ -51,7 +51,10 @@ def port(h, number):
 
 
 def test_stream_is_the_callee_audio_in_real_time():
-    """After unicast: 320-byte frames, 50 a second, from local-port to remote, the callee's audio."""
+    """
+    After unicast: 320-byte frames, 50 a second, from local-port to remote, the callee's
+    audio.
+    """
     h, c = call()
     h.run_for(0.3)
     c.send(unicast(17000))
@@ -97,7 +100,10 @@ def test_audio_written_back_is_recorded():
 
 
 def test_playback_ends_the_stream_until_repark():
-    """A playback on the leg stops the stream; unicast again does nothing; re-park + unicast works."""
+    """
+    A playback on the leg stops the stream; unicast again does nothing; re-park + unicast
+    works.
+    """
     h, c = call()
     c.send(unicast(17010))
     h.run_for(0.5)

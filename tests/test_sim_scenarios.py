@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -137,7 +136,10 @@ def test_builtin_plan_through_the_wire(ending, reply):
 
 @pytest.mark.slow
 def test_standalone_command(tmp_path):
-    """python -m iradialer.sim serves the Event Socket on the endpoint given (a unix socket here)."""
+    """
+    python -m iradialer.sim serves the Event Socket on the endpoint given (a unix socket
+    here).
+    """
     scenarios = tmp_path / "s.toml"
     scenarios.write_text("[[scenario]]\nmatch = '.'\nring_ms = 0\n")
     sock = tmp_path / "esl.sock"

@@ -105,7 +105,8 @@ def test_misc_replies_byte_for_byte():
         ),
         (
             "api bogus_cmd",
-            b"Content-Type: api/response\nContent-Length: 34\n\n-ERR bogus_cmd Command not found!\n",
+            b"Content-Type: api/response\nContent-Length: 34\n\n"
+            b"-ERR bogus_cmd Command not found!\n",
         ),
         (
             "api originate",
@@ -114,7 +115,8 @@ def test_misc_replies_byte_for_byte():
             b"[<cid_num>] [<timeout_sec>]\n",
         ),
         (
-            "api uuid_broadcast 11111111-2222-3333-4444-555555555555 tone_stream://%(100,0,440) aleg",
+            "api uuid_broadcast 11111111-2222-3333-4444-555555555555 "
+            "tone_stream://%(100,0,440) aleg",
             b"Content-Type: api/response\nContent-Length: 18\n\n-ERR invalid uuid\n",
         ),
         ("linger", b"Content-Type: command/reply\nReply-Text: -ERR not controlling a session\n\n"),

@@ -349,6 +349,18 @@ class Channel:
         self.sim.fire(event, CALLING.get(name))
         return event
 
+    def fire_codec(self) -> None:
+        """CODEC: the read codec was (re)set (answer, entering or leaving a conference)."""
+        name, rate, bits = self.codec
+        self.fire(
+            "CODEC",
+            post=[
+                ("channel-read-codec-name", name),
+                ("channel-read-codec-rate", rate),
+                ("channel-read-codec-bit-rate", bits),
+            ],
+        )
+
     def set_running_state(self, state: str, number_state: str | None = None) -> None:
         self.running_state = state
         if number_state is not None:
@@ -404,7 +416,7 @@ class Channel:
             self.vars.set(key, value)
         if not self.media_up:
             self.media_up = True
-            self.fire("CODEC", post=[("channel-read-codec-name", name)])
+            self.fire_codec()
             self.fire("CODEC", post=[("Channel-Write-codec-bit-rate", self.codec[2])])
         self.vars.set("endpoint_disposition", "ANSWER")
         self.vars.set("pre_transfer_caller_id_number", self.profile.caller_id_number)

@@ -85,6 +85,7 @@ class Conferences:
             room = Conference(name, profile, str(uuidlib.uuid4()), now)
             self.rooms[name] = room
             self._fire(room, "conference-create", "mod_conference.c", "conference_new", 3848)
+        channel.fire_codec()
         stored = channel.vars.get("conference_member_id")
         if stored and stored.isdigit():
             member_id = int(stored)
@@ -163,6 +164,8 @@ class Conferences:
                 ],
             )
         self._fire(room, "del-member", "conference_member.c", "conference_member_del", 1355, member)
+        if member.channel.alive:
+            member.channel.fire_codec()
         if how in ("kick", "hup"):
             member.app.left()
         if room.members:
