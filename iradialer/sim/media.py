@@ -52,9 +52,23 @@ class UnicastStream(DatagramProtocol):
         self.sent = 0
         self.audio = callee_audio(channel.scenario.audio)
         self.port: Any = None
+        self._sendto: Any = self._write
 
     def due(self, now: float) -> int:
         return int((now - self.started) / FRAME_SECONDS + 1e-6) + 1
+
+    def bound(self, port: Any) -> None:
+        """
+        Bound to C{port}.  Frames go straight to its socket when it has one: Twisted's
+        C{write} re-checks the address on every datagram, a cost 500 calls cannot afford.
+        """
+        self.port = port
+        sock = getattr(port, "socket", None)
+        self._sendto = sock.sendto if sock is not None else self._write
+
+    def _write(self, frame: bytes, remote: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.write(frame, remote)
 
     def send_due(self, now: float) -> int:
         due = self.due(now)
@@ -62,12 +76,15 @@ class UnicastStream(DatagramProtocol):
             self.engine.dropped += due - self.sent - MAX_CATCH_UP
             self.sent = due - MAX_CATCH_UP
         count = 0
-        transport = self.transport
-        while self.sent < due and transport is not None:
-            frame = self.audio.frame(self.first_frame + self.sent)
+        frame_at = self.audio.frame
+        while self.sent < due:
+            frame = frame_at(self.first_frame + self.sent)
             if self.native:
                 frame = b"\xff" * 160 if frame == CNG_FRAME else ulaw(frame)
-            transport.write(frame, self.remote)
+            try:
+                self._sendto(frame, self.remote)
+            except OSError:
+                self.engine.dropped += 1  # FreeSWITCH does not retry a datagram either
             self.sent += 1
             count += 1
         return count
@@ -116,7 +133,7 @@ class MediaEngine:
             self, channel, remote, native, now, int(round((now - answered) / FRAME_SECONDS))
         )
         try:
-            stream.port = self.reactor.listenUDP(local_port, stream, interface=local_ip)
+            stream.bound(self.reactor.listenUDP(local_port, stream, interface=local_ip))
         except CannotListenError as e:
             self.log.error(
                 "Channel {uuid}: unicast cannot bind {ip}:{port}: {error}",
