@@ -187,37 +187,16 @@ class Playback(App):
             self.complete("FILE NOT FOUND")
             return
         self.ms = ms
-        self.channel.played.append((self.sim.clock.seconds(), "playback", self.arg))
-        self.channel.fire("PLAYBACK_START", post=self._file_headers())
-        self.channel.prompt_started()
+        playback_started(self.channel, self.arg, prompt=True)
         self.timer = Countdown(self.channel, ms, lambda: self._stop("done"))
         self.channel.drain_dtmf()
-
-    def _file_headers(self) -> list[tuple[str, object]]:
-        lowered = self.arg.lower()
-        kind = None
-        if lowered.startswith("local_stream:"):
-            kind = "local_stream"
-        elif lowered.startswith("tone_stream:"):
-            kind = "tone_stream"
-        return [("Playback-File-Type", kind), ("Playback-File-Path", self.arg)]
 
     def _stop(self, status: str, response: str = "FILE PLAYED") -> None:
         if self.done or self.timer is None:
             return
         seconds = self.timer.cancel()
-        if status == "done" and self.ms is not None and response == "FILE PLAYED":
-            samples = self.ms * 8
-        else:
-            samples = int(seconds * 8000)
-        v = self.channel.vars
-        v.set("playback_last_offset_pos", samples)
-        v.set("playback_seconds", samples // 8000)
-        v.set("playback_ms", samples // 8)
-        v.set("playback_samples", samples)
-        self.channel.fire(
-            "PLAYBACK_STOP", post=self._file_headers() + [("Playback-Status", status)]
-        )
+        whole = status == "done" and response == "FILE PLAYED"
+        playback_stopped(self.channel, self.arg, self.ms if whole else None, seconds, status)
         self.complete(response)
 
     def suspend(self, above: App) -> None:
@@ -356,10 +335,7 @@ class PlayAndGetDigits(App):
         self.phase = "prompt" if prompt else "invalid"
         self.current_file = target
         self.current_ms = ms
-        self.channel.played.append((self.sim.clock.seconds(), "play_and_get_digits", target))
-        self.channel.fire("PLAYBACK_START", post=_file_headers(target))
-        if prompt:
-            self.channel.prompt_started()
+        playback_started(self.channel, target, prompt)
         self.playing = Countdown(self.channel, ms, lambda: self._played("done"))
         self.channel.drain_dtmf()
 
@@ -368,18 +344,9 @@ class PlayAndGetDigits(App):
             return
         seconds = self.playing.cancel()
         self.playing = None
-        if status == "done" and self.current_ms is not None:
-            samples = self.current_ms * 8
-        else:
-            samples = int(seconds * 8000)
-        v = self.channel.vars
-        v.set("playback_last_offset_pos", samples)
-        v.set("playback_seconds", samples // 8000)
-        v.set("playback_ms", samples // 8)
-        v.set("playback_samples", samples)
-        self.channel.fire(
-            "PLAYBACK_STOP",
-            post=_file_headers(self.current_file) + [("Playback-Status", status)],
+        whole = status == "done"
+        playback_stopped(
+            self.channel, self.current_file, self.current_ms if whole else None, seconds, status
         )
         if self.phase == "prompt":
             self._collect()
@@ -482,13 +449,34 @@ class PlayAndGetDigits(App):
     def interrupt(self, reason: str) -> None:
         self._stop_waiting()
         if self.playing is not None:
-            self.playing.cancel()
+            seconds = self.playing.cancel()
             self.playing = None
-            self.channel.fire(
-                "PLAYBACK_STOP",
-                post=_file_headers(self.current_file) + [("Playback-Status", "done")],
-            )
+            playback_stopped(self.channel, self.current_file, None, seconds, "done")
         self.complete()
+
+
+def playback_started(channel: Channel, target: str, prompt: bool) -> None:
+    """PLAYBACK_START; a prompt also lets the scenario's callee answer it."""
+    channel.played.append((channel.sim.clock.seconds(), "playback", target))
+    channel.fire("PLAYBACK_START", post=_file_headers(target))
+    if prompt:
+        channel.prompt_started()
+
+
+def playback_stopped(
+    channel: Channel, target: str, whole_ms: int | None, seconds: float, status: str
+) -> None:
+    """
+    The variables switch_ivr_play_file leaves (the whole file, or what played), then
+    PLAYBACK_STOP with C{Playback-Status} done or break.
+    """
+    samples = whole_ms * 8 if whole_ms is not None else int(seconds * 8000)
+    v = channel.vars
+    v.set("playback_last_offset_pos", samples)
+    v.set("playback_seconds", samples // 8000)
+    v.set("playback_ms", samples // 8)
+    v.set("playback_samples", samples)
+    channel.fire("PLAYBACK_STOP", post=_file_headers(target) + [("Playback-Status", status)])
 
 
 def _file_headers(target: str) -> list[tuple[str, object]]:

@@ -127,27 +127,33 @@ class ApiCommands:
             top.break_()
         return "+OK\n"
 
-    def uuid_send_dtmf(self, arg: str | None) -> str:
+    def _dtmf_target(self, arg: str | None) -> tuple[Channel, str, str] | str:
+        """C{<uuid> <dtmf_data>}: the channel, the uuid and the digits, or the error reply."""
         argv = separate_string(arg, " ", 2) if arg else []
         if len(argv) < 2 or not argv[0] or not argv[1]:
             return "-USAGE: <uuid> <dtmf_data>\n"
         channel = self._locate(argv[0])
         if channel is None:
             return "-ERR Cannot locate session!\n"
-        channel.dtmf_sent.append(argv[1])
-        return f"+OK {argv[0]} sent DTMF {argv[1]}.\n"
+        return channel, argv[0], argv[1]
+
+    def uuid_send_dtmf(self, arg: str | None) -> str:
+        target = self._dtmf_target(arg)
+        if isinstance(target, str):
+            return target
+        channel, uuid, digits = target
+        channel.dtmf_sent.append(digits)
+        return f"+OK {uuid} sent DTMF {digits}.\n"
 
     def uuid_recv_dtmf(self, arg: str | None) -> str:
         """Digits as if the far end sent them (DTMF-Source APP, C{digit@ms} lengths)."""
-        argv = separate_string(arg, " ", 2) if arg else []
-        if len(argv) < 2 or not argv[0] or not argv[1]:
-            return "-USAGE: <uuid> <dtmf_data>\n"
-        channel = self._locate(argv[0])
-        if channel is None:
-            return "-ERR Cannot locate session!\n"
-        for digit, duration in _dtmf_string(argv[1]):
+        target = self._dtmf_target(arg)
+        if isinstance(target, str):
+            return target
+        channel, uuid, digits = target
+        for digit, duration in _dtmf_string(digits):
             channel.receive_dtmf(digit, source="APP", duration=duration)
-        return f"+OK {argv[0]} received DTMF {argv[1]}.\n"
+        return f"+OK {uuid} received DTMF {digits}.\n"
 
     def uuid_transfer(self, arg: str | None) -> str:
         usage = "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n"

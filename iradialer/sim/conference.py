@@ -99,19 +99,7 @@ class Conferences:
         room.members.insert(0, member)
         count = len(room.members)
         if count == 1:
-            room.moh_since = now
-            self._fire(
-                room,
-                "play-file",
-                "conference_file.c",
-                "conference_file_play",
-                268,
-                post=[
-                    ("File", ALONE_SOUND),
-                    ("Async", "false"),
-                    ("Error", "File could not be played"),
-                ],
-            )
+            self._alone(room)
         self._fire(room, "add-member", "conference_member.c", "conference_member_add", 962, member)
         self._presence(room)
         if count == 1:
@@ -150,19 +138,7 @@ class Conferences:
         room.members.remove(member)
         self._presence(room)
         if len(room.members) == 1:
-            room.moh_since = self.sim.clock.seconds()
-            self._fire(
-                room,
-                "play-file",
-                "conference_file.c",
-                "conference_file_play",
-                268,
-                post=[
-                    ("File", ALONE_SOUND),
-                    ("Async", "false"),
-                    ("Error", "File could not be played"),
-                ],
-            )
+            self._alone(room)
         self._fire(room, "del-member", "conference_member.c", "conference_member_del", 1355, member)
         if member.channel.alive:
             member.channel.fire_codec()
@@ -184,6 +160,21 @@ class Conferences:
             for member in list(room.members):
                 if member.channel is channel:
                     self.leave(member, "hangup")
+
+    def _alone(self, room: Conference) -> None:
+        """
+        The "you are alone" announcement; like the captured FreeSWITCH, which has no
+        conference sounds installed, it reports that it could not be played.
+        """
+        room.moh_since = self.sim.clock.seconds()
+        self._fire(
+            room,
+            "play-file",
+            "conference_file.c",
+            "conference_file_play",
+            268,
+            post=[("File", ALONE_SOUND), ("Async", "false"), ("Error", "File could not be played")],
+        )
 
     def _first_floor(self, room: Conference, member: Member) -> None:
         if room.floor is None and member in room.members:

@@ -10,7 +10,6 @@ import re
 import socket
 import time
 import uuid as uuidlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -399,6 +398,3 @@ def _int(text: str | None) -> int:
         return int(text or "")
     except ValueError:
         return 0
-
-
-Responder = Callable[[str], None]
