@@ -193,7 +193,7 @@ async def test_real_sockets_stream_and_write_back():
     service = make_simulator_service("tcp:0:interface=127.0.0.1", reactor, None)
     service.startService()
     try:
-        listening = await service.listening
+        listening = await service.when_listening()
         tcp_port = listening.getHost().port
         collector = Collect(wanted=25)
         udp = reactor.listenUDP(0, collector, interface="127.0.0.1")

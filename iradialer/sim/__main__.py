@@ -9,12 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
 from iradialer.config import ConfigError
-
-log = Logger()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,17 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     status = {"code": 0}
 
-    def listening(port: object) -> None:
-        log.info("FreeSWITCH simulator listening on {address}", address=port.getHost())  # type: ignore[attr-defined]
-
     def failed(failure: Failure) -> None:
-        log.failure("The simulator cannot listen on {listen}", failure, listen=args.listen)
         status["code"] = 1
         reactor.stop()
 
     def start() -> None:
         service.startService()
-        service.listening.addCallbacks(listening, failed)
+        service.when_listening().addErrback(failed)
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

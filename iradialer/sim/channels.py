@@ -239,7 +239,6 @@ class Channel:
         self.state = "CS_INIT"
         self.callstate = "DOWN"
         self.answered = False
-        self.ringing = False
         # A sofia leg negotiates PCMU at answer; a loopback leg has L16 from the start.
         self.codec = ("L16", 8000, 128000) if endpoint == "loopback" else ("PCMU", 8000, 64000)
         self.media_up = endpoint == "loopback"
@@ -286,7 +285,6 @@ class Channel:
         self.unwinding = False
         self.private: deque[PrivateCommand] = deque()
         self.dtmf_queue: deque[tuple[str, int, str]] = deque()
-        self.prompts_started = 0
         self.dtmf_sent: list[str] = []
         self.played: list[tuple[float, str, str]] = []
         self.hangup_disposition: str | None = None
@@ -389,7 +387,6 @@ class Channel:
 
     def mark_ring_ready(self) -> None:
         now = self.sim.clock.seconds()
-        self.ringing = True
         self.stamps["progress"] = now
         self.profile.times["Progress"] = _us(now)
         self.profile.network_addr = "127.0.0.1"
@@ -516,7 +513,6 @@ class Channel:
 
     def prompt_started(self) -> None:
         """A prompt began to play: the scenario may answer it with digits."""
-        self.prompts_started += 1
         for dtmf in self.scenario.dtmf:
             if dtmf.after_prompt_ms is not None:
                 self.sim.callee.schedule_digits(self, dtmf.after_prompt_ms, dtmf.digits)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -479,28 +479,50 @@ class EventSocketFactory(Factory):
 class SimulatorService(Service):
     """
     The simulator (heartbeat, media) and its Event Socket listener, as one service.
-    C{listening} fires with the listening port once it is bound.
     """
 
     log = Logger()
 
     def __init__(self, sim: Simulator, listen: str, reactor: Any, password: str) -> None:
         self.simulator = sim
+        self.listen = listen
         self.factory = EventSocketFactory(sim, password)
         self.endpoint = serverFromString(reactor, listen)
-        self.listening: Deferred[Any] = Deferred()
         self._port: Any = None
+        self._failure: Failure | None = None
+        self._waiting: list[Deferred[Any]] = []
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
         self.simulator.start()
         d = self.endpoint.listen(self.factory)
-        d.addCallback(self._listening)
-        d.chainDeferred(self.listening)
+        d.addCallbacks(self._listening, self._not_listening)
 
-    def _listening(self, port: Any) -> Any:
+    def when_listening(self) -> Deferred[Any]:
+        """Fires with the listening port once bound, or fails with why it cannot listen."""
+        if self._port is not None:
+            return succeed(self._port)
+        if self._failure is not None:
+            return fail(self._failure)
+        d: Deferred[Any] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def _listening(self, port: Any) -> None:
         self._port = port
-        return port
+        self.log.info("FreeSWITCH simulator listening on {address}", address=port.getHost())
+        for d in self._drain():
+            d.callback(port)
+
+    def _not_listening(self, failure: Failure) -> None:
+        self._failure = failure
+        self.log.failure("The simulator cannot listen on {listen}", failure, listen=self.listen)
+        for d in self._drain():
+            d.errback(failure)
+
+    def _drain(self) -> list[Deferred[Any]]:
+        waiting, self._waiting = self._waiting, []
+        return waiting
 
     def stopService(self) -> Deferred[None] | None:  # noqa: N802
         super().stopService()

@@ -192,6 +192,10 @@ class Simulator:
         self.sessions_since_startup += 1
         return self.sessions_since_startup
 
+    def written_back(self, uuid: str) -> bytes:
+        """What the caller sent to the call's unicast port(s): the audio it played."""
+        return self.media.written_back(uuid)
+
     def channel(self, uuid: str | None) -> Channel | None:
         return self.channels.get(uuid or "")
 
