@@ -613,3 +613,22 @@ def test_conference_join_list_members_and_kick():
     assert c.frames()[0].text == "+OK No active conferences.\n"
     c.command("api uuid_getvar u2 current_application")
     assert c.frames()[0].text == "conference"
+
+
+def test_broadcast_app_syntax_and_hangup_after():
+    """uuid_broadcast <uuid> app::args runs that app; app!cause hangs up after it."""
+    h, c = harness()
+    answered(h, c)
+    c.command("api uuid_broadcast u1 speak::flite|slt|hello")
+    h.run_for(1.0)
+    executes = [f.event["Application"] for f in events(c, "CHANNEL_EXECUTE")]
+    assert executes == ["speak"]
+    c.command("api uuid_broadcast u1 playback!user_busy::tone_stream://%(200,0,440) aleg")
+    h.run_for(0.5)
+    frames = events(c)
+    assert [f.event["Application"] for f in frames if f.name == "CHANNEL_EXECUTE"] == [
+        "playback",
+        "hangup",
+    ]
+    hangup = next(f.event for f in frames if f.name == "CHANNEL_HANGUP")
+    assert hangup["Hangup-Cause"] == "USER_BUSY"

@@ -98,8 +98,10 @@ class ApiCommands:
         legs = argv[2].lower() if len(argv) > 2 else ""
         path = argv[1]
         app = "playback"
-        if "::" in path:
-            app, _, path = path.partition("::")
+        colon = path.find(":")
+        if colon >= 0 and path[colon + 1 : colon + 2] == ":":
+            app, path = path[:colon], path[colon + 2 :]
+        app, bang, cause = app.partition("!")
         if not legs or "aleg" in legs or "both" in legs:
             headers = [
                 ("call-command", "execute"),
@@ -111,6 +113,14 @@ class ApiCommands:
             if not legs or ("holdb" in legs and "bleg" not in legs):
                 headers.append(("hold-bleg", "true"))
             channel.queue_private(PrivateCommand(headers, from_sendmsg=False))
+        if bang:
+            hangup = [
+                ("call-command", "execute"),
+                ("execute-app-name", "hangup"),
+                ("execute-app-arg", cause or "normal_clearing"),
+                ("event-lock", "true"),
+            ]
+            channel.queue_private(PrivateCommand(hangup, from_sendmsg=False))
         return "+OK Message sent\n"
 
     def uuid_break(self, arg: str | None) -> str:
