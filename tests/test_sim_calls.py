@@ -632,3 +632,25 @@ def test_broadcast_app_syntax_and_hangup_after():
     ]
     hangup = next(f.event for f in frames if f.name == "CHANNEL_HANGUP")
     assert hangup["Hangup-Cause"] == "USER_BUSY"
+
+
+def test_loops_repeat_a_command_until_broken():
+    """A sendmsg with loops: -1 repeats its playback until uuid_break; the echo comes once."""
+    h, c = harness()
+    answered(h, c)
+    c.send(
+        "sendmsg u1\ncall-command: execute\nexecute-app-name: playback\n"
+        "execute-app-arg: tone_stream://%(1000,0,440)\nloops: -1\nevent-uuid: loop-1\n\n"
+    )
+    h.run_for(3.5)
+    frames = events(c)
+    starts = [f for f in frames if f.name == "CHANNEL_EXECUTE"]
+    assert len(starts) == 4
+    assert {f.event["Application-UUID"] for f in starts} == {"loop-1"}
+    assert [f.event["variable_current_loop"] for f in starts] == ["1", "2", "3", "4"]
+    assert "PRIVATE_COMMAND" not in [f.name for f in frames]
+    c.command("api uuid_break u1")
+    names = [f.name for f in events(c)]
+    assert names[-3:] == ["PLAYBACK_STOP", "CHANNEL_EXECUTE_COMPLETE", "PRIVATE_COMMAND"]
+    h.run_for(2.0)
+    assert [f.name for f in events(c)] == []

@@ -35,6 +35,7 @@ class Countdown:
         self.started = channel.sim.clock.seconds()
         self.elapsed = 0.0
         self.call: Any = None
+        self.paused = False
         self._arm()
 
     def _arm(self) -> None:
@@ -48,6 +49,9 @@ class Countdown:
         self.callback()
 
     def pause(self) -> None:
+        if self.paused:
+            return
+        self.paused = True
         spent = self.channel.sim.clock.seconds() - self.started
         self.elapsed += spent
         if self.call is not None and self.call.active():
@@ -57,7 +61,9 @@ class Countdown:
                 self.remaining = max(self.remaining - spent, 0.0)
 
     def resume(self) -> None:
-        self._arm()
+        if self.paused:
+            self.paused = False
+            self._arm()
 
     def cancel(self) -> float:
         """Stop; returns the seconds it ran."""
@@ -65,6 +71,7 @@ class Countdown:
             self.call.cancel()
             self.elapsed += self.channel.sim.clock.seconds() - self.started
         self.call = None
+        self.paused = True
         return self.elapsed
 
 
@@ -82,6 +89,7 @@ class App:
         origin: PrivateCommand | None,
         locked: bool,
         app_uuid: str,
+        loop: int = 1,
     ) -> None:
         self.channel = channel
         self.name = name
@@ -89,7 +97,10 @@ class App:
         self.origin = origin
         self.locked = locked
         self.uuid = app_uuid
+        self.loop = loop
         self.done = False
+        self.stopped = False  # uuid_break: no further loops
+        self.started_at = channel.sim.clock.seconds()
 
     @property
     def sim(self) -> Simulator:
@@ -137,6 +148,8 @@ class App:
             ],
         )
         if self.origin is not None:
+            if self.sim.apps.loop_again(self):
+                return
             channel.vars.set("current_loop", None)
             channel.vars.set("total_loops", None)
             self.sim.apps.echo(channel, self.origin)
@@ -611,6 +624,7 @@ class Applications:
         origin: PrivateCommand | None,
         locked: bool = False,
         app_uuid: str | None = None,
+        loop: int = 1,
     ) -> None:
         """C{switch_core_session_exec}."""
         cls = APPS.get(name.lower())
@@ -624,7 +638,9 @@ class Applications:
             channel.hangup(CAUSES["DESTINATION_OUT_OF_ORDER"], echo=origin)
             return
         arg = _VARIABLE.sub(lambda m: channel.vars.get(m.group(1)) or "", arg or "")
-        app = cls(channel, name.lower(), arg, origin, locked, app_uuid or str(uuidlib.uuid4()))
+        app = cls(
+            channel, name.lower(), arg, origin, locked, app_uuid or str(uuidlib.uuid4()), loop
+        )
         below = channel.top()
         if below is not None:
             below.suspend(app)
@@ -676,6 +692,37 @@ class Applications:
             )
             self.echo(channel, command)
 
+    def loop_again(self, app: App) -> bool:
+        """
+        A command's C{loops} header repeats its application (-1: until stopped), as
+        switch_ivr_parse_event does; a run shorter than 0.5 s, a uuid_break, a hangup or a
+        transfer ends the loop.
+        """
+        channel = app.channel
+        assert app.origin is not None
+        loops = _int(app.origin.get("loops"), 1)
+        ran = channel.sim.clock.seconds() - app.started_at
+        if (
+            not channel.alive
+            or channel.unwinding
+            or app.stopped
+            or ran < 0.5
+            or (loops >= 0 and app.loop >= loops)
+        ):
+            return False
+        channel.stack.remove(app)
+        channel.vars.set("current_loop", app.loop + 1)
+        self.execute(
+            channel,
+            app.name,
+            app.arg,
+            origin=app.origin,
+            locked=app.locked,
+            app_uuid=app.origin.get("event-uuid"),
+            loop=app.loop + 1,
+        )
+        return True
+
     def echo(self, channel: Channel, command: PrivateCommand) -> None:
         """The PRIVATE_COMMAND event: the command's own headers, then the channel's."""
         event = Event("PRIVATE_COMMAND")
@@ -685,6 +732,13 @@ class Applications:
             event.body = command.body
         prefix = len(command.headers) if command.from_sendmsg else 0
         self.sim.fire(event, CALLING["PRIVATE_COMMAND"], prefix=prefix)
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text or "")
+    except ValueError:
+        return default
 
 
 def _true(value: str | None) -> bool:

@@ -134,6 +134,7 @@ class ApiCommands:
             channel.private.clear()
         top = channel.top()
         if top is not None:
+            top.stopped = True
             top.break_()
         return "+OK\n"
 
