@@ -415,12 +415,12 @@ class Channel:
             self.media_up = True
             self.fire_codec()
             self.fire("CODEC", post=[("Channel-Write-codec-bit-rate", self.codec[2])])
-        self.vars.set("endpoint_disposition", "ANSWER")
-        self.vars.set("pre_transfer_caller_id_number", self.profile.caller_id_number)
-        self.vars.set("channel_cid_flipped", "yes")
         self.answered = True
         self.fire("CHANNEL_ANSWER")
         self.set_callstate("ACTIVE")
+        self.vars.set("endpoint_disposition", "ANSWER")
+        self.vars.set("pre_transfer_caller_id_number", self.profile.caller_id_number)
+        self.vars.set("channel_cid_flipped", "yes")
         # FreeSWITCH flips the caller id of an answered outbound leg.
         profile = self.profile
         profile.callee_id_name, profile.callee_id_number = "", profile.caller_id_number
@@ -734,12 +734,20 @@ def sofia_variables(channel: Channel) -> list[tuple[str, object]]:
 
 
 def sofia_media_variables(channel: Channel, local_port: int) -> list[tuple[str, object]]:
+    sdp = (
+        f"v=0\r\no=FreeSWITCH {local_port} {local_port + 1} IN IP4 127.0.0.1\r\n"
+        "s=FreeSWITCH\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {local_port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+        "a=ptime:20\r\na=sendrecv\r\n"
+    )
     return [
         ("rtp_use_codec_string", "PCMU,PCMA"),
         ("local_media_ip", "127.0.0.1"),
         ("local_media_port", local_port),
         ("advertised_media_ip", "127.0.0.1"),
         ("audio_media_flow", "sendrecv"),
+        ("rtp_local_sdp_str", sdp),
         ("sip_outgoing_contact_uri", "<sip:mod_sofia@127.0.0.1:5080>"),
         ("sip_req_uri", f"{channel.number}@127.0.0.1"),
         ("sofia_profile_name", "external"),
@@ -754,34 +762,62 @@ def sofia_reply_variables(channel: Channel) -> list[tuple[str, object]]:
         return []
     number = channel.number
     caller = channel.profile.orig_caller_id_number
+    tag = channel.sip_call_id[:13]
     return [
         ("sip_local_network_addr", "127.0.0.1"),
         ("sip_reply_host", "127.0.0.1"),
         ("sip_reply_port", 5060),
         ("sip_network_ip", "127.0.0.1"),
         ("sip_network_port", 5060),
+        ("sip_recover_contact", "<sip:127.0.0.1:5060;transport=UDP>"),
+        ("sip_full_via", f"SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bK{tag}"),
+        ("sip_recover_via", f"SIP/2.0/UDP 127.0.0.1;rport;branch=z9hG4bK{tag}"),
+        ("sip_full_from", f"<sip:{caller}@127.0.0.1>;tag={tag}"),
+        ("sip_full_to", f"<sip:{number}@127.0.0.1>;tag={tag[::-1]}"),
         ("sip_from_user", caller),
         ("sip_from_uri", f"{caller}@127.0.0.1"),
         ("sip_from_host", "127.0.0.1"),
         ("sip_to_user", number),
+        ("sip_to_port", 5060),
         ("sip_to_uri", f"{number}@127.0.0.1"),
         ("sip_to_host", "127.0.0.1"),
+        ("sip_contact_params", "transport=UDP"),
+        ("sip_contact_user", number),
+        ("sip_contact_port", 5060),
+        ("sip_contact_uri", f"{number}@127.0.0.1:5060"),
+        ("sip_contact_host", "127.0.0.1"),
+        ("sip_to_tag", tag[::-1]),
+        ("sip_from_tag", tag),
+        ("sip_cseq", 1),
         ("sip_call_id", channel.sip_call_id),
     ]
 
 
 def sofia_answer_variables(channel: Channel) -> list[tuple[str, object]]:
     """Set from the 200 OK and its SDP."""
+    sdp = (
+        "v=0\r\no=callee 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\n"
+    )
     return [
+        ("switch_r_sdp", sdp),
         ("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b"),
         ("rtp_use_codec_name", "PCMU"),
         ("rtp_use_codec_rate", 8000),
         ("rtp_use_codec_ptime", 20),
         ("rtp_use_codec_channels", 1),
+        ("remote_video_media_flow", "inactive"),
+        ("remote_text_media_flow", "inactive"),
+        ("remote_audio_media_flow", "sendrecv"),
+        ("rtp_audio_recv_pt", 0),
         ("rtp_last_audio_codec_string", "PCMU@8000h@20i@1c"),
         ("original_read_codec", "PCMU"),
         ("original_read_rate", 8000),
         ("dtmf_type", "rfc2833"),
+        ("rtp_use_timer_name", "soft"),
+        ("rtp_use_pt", 0),
+        ("rtp_use_ssrc", int(channel.sip_call_id[:8], 16)),
         ("rtp_2833_send_payload", 101),
         ("rtp_2833_recv_payload", 101),
         ("remote_media_ip", "127.0.0.1"),
