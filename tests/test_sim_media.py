@@ -232,4 +232,4 @@ async def test_real_sockets_stream_and_write_back():
         client.transport.loseConnection()
         await udp.stopListening()
     finally:
-        await service.stopService()
+        await defer.maybeDeferred(service.stopService)
