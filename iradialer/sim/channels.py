@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from iradialer.sim.wire import CAUSES, Event, cause_name, cause_q850, separate_string
+from iradialer.sim.wire import CAUSES, Event, cause_name, cause_q850, header, separate_string
 
 if TYPE_CHECKING:
     from iradialer.sim.apps import App
@@ -199,11 +199,7 @@ class PrivateCommand:
     from_sendmsg: bool = True
 
     def get(self, name: str) -> str | None:
-        lower = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lower:
-                return value
-        return None
+        return header(self.headers, name)
 
 
 class Channel:

@@ -26,7 +26,7 @@ from iradialer.sim.channels import PrivateCommand
 from iradialer.sim.commands import ApiCommands
 from iradialer.sim.scenarios import ScenarioPlan, load_scenarios
 from iradialer.sim.simulator import Simulator
-from iradialer.sim.wire import EVENT_NAMES, Event, event_type
+from iradialer.sim.wire import EVENT_NAMES, Event, event_type, header
 
 DISCONNECT = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 MAX_CONTENT_LENGTH = 10 * 1024 * 1024
@@ -52,11 +52,7 @@ class Packet:
         self.body = body
 
     def get(self, name: str) -> str | None:
-        lower = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lower:
-                return value
-        return None
+        return header(self.headers, name)
 
 
 class EventSocketProtocol(Protocol):
@@ -410,8 +406,8 @@ class EventSocketProtocol(Protocol):
         )
         if send and self.filters:
             send = False
-            for header, wanted in self.filters:
-                value = event.get(header)
+            for filter_header, wanted in self.filters:
+                value = event.get(filter_header)
                 if value is None:
                     continue
                 positive = True

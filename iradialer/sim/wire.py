@@ -140,6 +140,15 @@ def event_type(name: str) -> str | None:
     return upper if upper in EVENT_NAMES else None
 
 
+def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header C{name} (names compare case-insensitively, as FreeSWITCH's)."""
+    lower = name.lower()
+    for key, value in headers:
+        if key.lower() == lower:
+            return value
+    return None
+
+
 @dataclass
 class Event:
     """
@@ -165,11 +174,7 @@ class Event:
             self.add(name, value)
 
     def get(self, name: str) -> str | None:
-        lower = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lower:
-                return value
-        return None
+        return header(self.headers, name)
 
     def get_all(self, name: str) -> Iterator[str]:
         lower = name.lower()
