@@ -21,6 +21,8 @@ from iradialer import __version__
 from iradialer.api.app import DialerAPI
 from iradialer.config import Config, ConfigError, load
 from iradialer.domain.tenants import LicenseLedger, TenantDirectory
+from iradialer.store import Store
+from iradialer.webhooks import WebhookService
 
 
 class LiveConfig:
@@ -49,7 +51,7 @@ class LiveConfig:
             tenants=new.tenants,
             api=replace(self.current.api, admin_token=new.api.admin_token),
         )
-        for section in ("freeswitch", "media", "store", "manhole", "asr_applications"):
+        for section in ("freeswitch", "media", "store", "manhole", "asr_applications", "webhooks"):
             if getattr(new, section) != getattr(applied, section):
                 self.log.warn(
                     "Configuration {section} changed in {path}; it takes effect on restart",
@@ -141,6 +143,11 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
     ledger = LicenseLedger(directory)
     live = LiveConfig(config, directory, reload_path)
 
+    store = Store(config.store.path, reactor=reactor)
+    _named(store, "store", root)
+    webhooks = WebhookService(store, directory, reactor, settings=config.webhooks)
+    _named(webhooks, "webhooks", root)
+
     api = DialerAPI(
         directory=directory,
         ledger=ledger,
@@ -157,7 +164,14 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
     if config.manhole.listen is not None:
         from iradialer.manhole import make_manhole_service
 
-        namespace = {"root": root, "api": api, "live": live, "ledger": ledger, "reactor": reactor}
+        namespace = {
+            "root": root,
+            "api": api,
+            "live": live,
+            "ledger": ledger,
+            "reactor": reactor,
+            "webhooks": webhooks,
+        }
         _named(
             make_manhole_service(config.manhole, namespace, reactor, config.source), "manhole", root
         )
