@@ -98,8 +98,8 @@ class WebhookConfig:
     backoff_multiplier: float = 4.0
     backoff_max: float = 300.0
     jitter: float = 0.2
-    concurrency: int = 100
-    tenant_concurrency: int = 25
+    concurrency: int = 1000
+    tenant_concurrency: int = 100
     sequence_retention_days: float = 7.0
     dead_letter_retention_days: float = 30.0
 

@@ -1,12 +1,17 @@
 """
 The SQLite store every part of the server keeps its durable state in.
 
-One file under the data directory, in WAL mode with C{synchronous=FULL}: when a
-L{Store.run} Deferred fires, the work's writes are on disk and survive a crash of the process
-or of the machine.  All database work happens on one dedicated thread, so the reactor never
-waits on the disk; work queued while a transaction is being written is taken in one batch,
-each piece in its own savepoint, and committed together (group commit): thousands of small
-writes a second cost a few transactions.
+One file under the data directory, in WAL mode.  When a L{Store.run} Deferred fires, the
+work's writes are committed: they survive a crash of the process, and (for durable work, the
+default) a crash of the machine too, the commit having been synced to disk.  All database
+work happens on one dedicated thread, so the reactor never waits on the disk; work queued
+while a transaction is being written is taken in one batch, each piece in its own savepoint,
+and committed together (group commit): thousands of small writes a second cost a few syncs.
+
+Work that may be lost to a power failure without harm (bookkeeping that is redone, like
+marking a webhook delivered: at worst it is delivered again) can say C{durable=False}; a
+batch of such work commits without waiting for the disk (C{synchronous=NORMAL}), and the next
+durable commit syncs it too.
 
 The schema is versioned: L{MIGRATIONS} is the ordered list of changes, and opening a store
 applies the ones it lacks, each in its own transaction.  A part that needs tables appends a
@@ -132,7 +137,7 @@ def open_database(path: Path | str, migrations: Sequence[Migration]) -> sqlite3.
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA synchronous = FULL")  # execute_batch lowers it for some batches
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         _migrate(conn, migrations, str(path))
@@ -179,6 +184,7 @@ def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], where: s
 class _Job:
     work: Callable[[sqlite3.Connection], Any]
     deferred: Deferred[Any]
+    durable: bool = True
 
 
 _Outcome = tuple[Deferred[Any], bool, Any]  # (deferred, succeeded, result or Failure)
@@ -186,8 +192,39 @@ _Outcome = tuple[Deferred[Any], bool, Any]  # (deferred, succeeded, result or Fa
 
 def execute_batch(conn: sqlite3.Connection, jobs: Sequence[_Job]) -> list[_Outcome]:
     """
+    Run C{jobs} in one transaction; a job only succeeds if the commit does.
+
+    The jobs run one after another in the transaction; if one raises, the transaction is
+    rolled back and the batch run again with each job in its own savepoint
+    (L{execute_isolated}), so the failing job leaves no trace and the others still commit.
+    A job may therefore run twice: it must act only through the connection.
+    """
+    durable = any(job.durable for job in jobs)
+    try:
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        failure = _failure()
+        return [(job.deferred, False, failure) for job in jobs]
+    try:
+        values = [job.work(conn) for job in jobs]
+    except Exception:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return execute_isolated(conn, jobs)
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        failure = _failure()
+        _roll_back(conn)
+        return [(job.deferred, False, failure) for job in jobs]
+    return [(job.deferred, True, value) for job, value in zip(jobs, values)]
+
+
+def execute_isolated(conn: sqlite3.Connection, jobs: Sequence[_Job]) -> list[_Outcome]:
+    """
     Run C{jobs} in one transaction, each in its own savepoint: a job that raises leaves no
-    trace and does not disturb the others.  A job only succeeds if the commit does.
+    trace and does not disturb the others.
     """
     results: list[tuple[bool, Any]] = []
     uncommitted: list[int] = []
@@ -217,15 +254,19 @@ def execute_batch(conn: sqlite3.Connection, jobs: Sequence[_Job]) -> list[_Outco
         conn.execute("COMMIT")
     except sqlite3.Error:
         failure = _failure()
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+        _roll_back(conn)
         for index in uncommitted:
             results[index] = (False, failure)
         results.extend((False, failure) for _ in jobs[len(results) :])
     return [(job.deferred, ok, value) for job, (ok, value) in zip(jobs, results)]
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def _failure() -> Failure:
@@ -250,8 +291,10 @@ class Store(Service):
     the server at start with the reason.  A lock file beside the database keeps a second
     process from delivering the same outbox.
 
-    @param reactor: provides C{callFromThread}; results are handed back through it.
-    @param max_batch: the most jobs committed in one transaction.
+    @param reactor: provides C{callLater} and C{callFromThread}: jobs given during one turn
+        of the reactor are handed to the thread together (one wake-up), and results come
+        back through C{callFromThread}.
+    @param max_batch: about the most jobs committed in one transaction.
     """
 
     log = Logger()
@@ -269,7 +312,8 @@ class Store(Service):
         self.migrations = tuple(migrations)
         self._reactor = reactor
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._outgoing: list[_Job] = []
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._closed = False
@@ -277,18 +321,27 @@ class Store(Service):
         self.transactions = 0
         self.jobs = 0
 
-    def run(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+    def run(self, work: Callable[[sqlite3.Connection], T], durable: bool = True) -> Deferred[T]:
         """
-        Run C{work(connection)} on the store's thread inside one transaction (a savepoint of
-        the group transaction); fire with its result once committed, or fail with what it
-        raised (its writes then undone).  C{work} must not commit, and must not touch reactor
-        state: it runs on another thread.  Jobs run in the order they were given.
+        Run C{work(connection)} on the store's thread inside one transaction (shared with
+        the other work of its batch); fire with its result once committed (and, when
+        C{durable}, synced to disk), or fail with what it raised (its writes then undone).
+        Jobs run in the order they were given.  C{work} must act only through the
+        connection (it may be run twice, see L{execute_batch}), must not commit, and must not
+        touch reactor state: it runs on another thread.
         """
         if self._closed:
             return fail(StoreError(f"the store {self.path} is closed"))
         deferred: Deferred[T] = Deferred()
-        self._queue.put(_Job(work, deferred))
+        self._outgoing.append(_Job(work, deferred, durable))
+        if len(self._outgoing) == 1:
+            self._reactor.callLater(0, self._hand_over)
         return deferred
+
+    def _hand_over(self) -> None:
+        if self._outgoing:
+            self._queue.put(self._outgoing)
+            self._outgoing = []
 
     def startService(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,13 +367,14 @@ class Store(Service):
         super().stopService()
         self._closed = True
         self._stopped = Deferred()
+        self._hand_over()
         self._queue.put(None)
         return self._stopped
 
     def status(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
-            "queued": self._queue.qsize(),
+            "queued": len(self._outgoing) + self._queue.qsize(),
             "transactions": self.transactions,
             "jobs": self.jobs,
         }
@@ -329,17 +383,17 @@ class Store(Service):
         try:
             while True:
                 first = self._queue.get()
-                batch = [] if first is None else [first]
+                batch = [] if first is None else list(first)
                 stop = first is None
                 while not stop and len(batch) < self._max_batch:
                     try:
-                        job = self._queue.get_nowait()
+                        jobs = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if job is None:
+                    if jobs is None:
                         stop = True
                     else:
-                        batch.append(job)
+                        batch.extend(jobs)
                 if batch:
                     try:
                         outcomes = execute_batch(conn, batch)
@@ -358,10 +412,10 @@ class Store(Service):
     def _closed_down(self) -> None:
         while True:
             try:
-                job = self._queue.get_nowait()
+                jobs = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
+            for job in jobs or ():
                 job.deferred.errback(StoreError(f"the store {self.path} is closed"))
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -394,11 +448,11 @@ class ManualStore(Store):
         self.conn = open_database(path, self.migrations)
         self._pending: list[_Job] = []
 
-    def run(self, work: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+    def run(self, work: Callable[[sqlite3.Connection], T], durable: bool = True) -> Deferred[T]:
         if self._closed:
             return fail(StoreError("the store is closed"))
         deferred: Deferred[T] = Deferred()
-        self._pending.append(_Job(work, deferred))
+        self._pending.append(_Job(work, deferred, durable))
         return deferred
 
     def flush(self) -> int:

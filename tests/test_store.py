@@ -13,6 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import deferLater
 
 from iradialer.store import (
     MIGRATIONS,
@@ -98,7 +99,7 @@ def put(key: str, value: object):
     return work
 
 
-def hold(store: Store) -> tuple[Deferred[bool], threading.Event]:
+async def hold(store: Store) -> tuple[Deferred[bool], threading.Event]:
     """
     Occupy the store's thread with a job that waits for the returned event; return once it
     runs, so work queued next is taken in one batch after it.
@@ -110,6 +111,7 @@ def hold(store: Store) -> tuple[Deferred[bool], threading.Event]:
         return gate.wait(10)
 
     job = store.run(wait)
+    await deferLater(reactor, 0, lambda: None)  # the reactor hands the job to the thread
     assert running.wait(10)
     return job, gate
 
@@ -141,7 +143,7 @@ async def test_group_commit_takes_queued_work_in_one_transaction(store):
     own savepoint: one that raises is undone alone and its caller gets the error.
     """
     before = store.transactions
-    first, gate = hold(store)
+    first, gate = await hold(store)
     results = [store.run(put(f"k{i}", i)) for i in range(500)]
     results.append(store.run(put("k7", "duplicate")))
     results.append(store.run(put("last", 1)))
@@ -157,13 +159,32 @@ async def test_group_commit_takes_queued_work_in_one_transaction(store):
 
 
 @pytest_twisted.ensureDeferred
+async def test_only_durable_work_waits_for_the_disk(store):
+    """
+    A batch of durable=False work commits without syncing (synchronous=NORMAL); a batch
+    holding any durable work syncs (FULL), and with it everything before.
+    """
+
+    def level(conn):
+        return conn.execute("PRAGMA synchronous").fetchone()[0]
+
+    assert await store.run(level, durable=False) == 1
+    assert await store.run(level) == 2
+    first, gate = await hold(store)
+    mixed = [store.run(level, durable=False), store.run(level)]
+    gate.set()
+    await first
+    assert [value for _, value in await DeferredList(mixed)] == [2, 2]
+
+
+@pytest_twisted.ensureDeferred
 async def test_lost_transaction_fails_everything_it_held(store):
     """
     When an error ends the whole transaction (as SQLite does for a full disk), work that had
     succeeded earlier in the same batch is reported failed, not committed; later work runs in
     a fresh transaction.
     """
-    first, gate = hold(store)
+    first, gate = await hold(store)
 
     def lose_transaction(conn):
         conn.execute("ROLLBACK")

@@ -1,5 +1,6 @@
 """
-The webhook service, deterministically (ManualStore + StubTreq + task.Clock): the event's
+The webhook service, deterministically (ManualStore + treq.testing's in-memory agent +
+task.Clock): the event's
 shape, durability before the caller moves on, signing and rotation, backoff timing, order per
 call with concurrent calls, dead letters and the fallback URL, bounded memory, restarts.
 """
@@ -12,12 +13,15 @@ from dataclasses import replace
 from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from iradialer.config import ConfigError, WebhookConfig, parse
 from iradialer.domain.errors import DialerError
 from iradialer.store import ManualStore
+from iradialer.webhooks.outbox import Draft, encode
 from tests.conftest import REPO
 from tests.webhook_fakes import ACME, GLOBEX, SETTINGS, START, Harness, hmac_hex
 
@@ -103,6 +107,35 @@ def test_reserved_fields_and_non_json_are_refused_without_using_a_sequence(h):
     h.pump()
     assert good[0]["sequence"] == 1
     assert h.service.status()["outbox_depth"] == 0
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    before=st.dictionaries(st.text(), json_values, max_size=4),
+    after=st.dictionaries(st.text(), json_values, max_size=4),
+    sequence=st.integers(min_value=1, max_value=2**53),
+)
+def test_draft_body_is_the_event_as_json(before, after, sequence):
+    """
+    The body made from a draft and the sequence the store gives is byte for byte the JSON
+    of the whole event, wherever "sequence" sits and whatever the other values are.
+    """
+    after.pop("sequence", None)
+    before.pop("sequence", None)
+    event = {**before, "sequence": 0, **{k: v for k, v in after.items() if k not in before}}
+    event.setdefault("event_id", "x")
+    event.setdefault("event", "y")
+    assert Draft.of(event).body(sequence) == encode(dict(event, sequence=sequence))
 
 
 # -- the request: headers and signature --------------------------------------------------
@@ -381,6 +414,19 @@ def test_redeliver_dead_letters(h):
     assert h.service.status()["dead_letters"] == 0
 
 
+def test_unusable_url_fails_attempts_not_the_send(h):
+    """
+    An event whose URL cannot be posted (a caller skipped check_event_url) is still
+    committed and send() fires with it; each attempt fails saying why.
+    """
+    event = h.emit("c", tenant="globex", url="ftp://hooks.example.com/hook")
+    assert event["sequence"] == 1
+    assert h.receiver.requests == []
+    assert h.sql("SELECT attempts, last_error FROM webhook_outbox") == [
+        (1, "event_url must be an http or https URL, not 'ftp'")
+    ]
+
+
 def test_unknown_tenant_events_end_as_dead_letters(h):
     """
     Events of a tenant removed from the configuration cannot be signed: each attempt fails
@@ -423,6 +469,7 @@ def check(h: Harness, url: str, tenant=ACME) -> str | None:
         ("http://user:pw@hooks.example.com/", "must not carry credentials"),
         ("http://hooks.example.com:99999/", "is not a valid URL"),
         ("http://hooks.example.com/a b", "spaces or control characters"),
+        ("http://hooks.example.com/caf\u00e9", "must be ASCII"),
         ("http://127.0.0.1:8080/hook", "is a loopback address"),
         ("http://localhost/hook", "is a loopback address"),
         ("http://[::1]/hook", "is a loopback address"),

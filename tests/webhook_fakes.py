@@ -1,6 +1,7 @@
 """
-Deterministic surroundings for the webhook service: a recording receiver served through
-StubTreq, a fixed DNS, a ManualStore and a task.Clock, pumped by hand.
+Deterministic surroundings for the webhook service: a recording receiver served in memory
+(treq.testing's RequestTraversalAgent, the agent behind StubTreq), a fixed DNS, a
+ManualStore and a task.Clock, pumped by hand.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
-from treq.testing import StubTreq
+from treq.testing import RequestTraversalAgent
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
 from twisted.internet.task import Clock
@@ -169,14 +170,14 @@ class Harness:
         self.clock = clock
         self.store = store or ManualStore()
         self.receiver = Receiver(self.clock)
-        self.stub = StubTreq(self.receiver)
+        self.agent = RequestTraversalAgent(self.receiver)
         self.resolver = FakeResolver(dict(DNS))
         self.directory = TenantDirectory(tenants, "admin-token-1")
         self.service = WebhookService(
             self.store,
             self.directory,
             self.clock,
-            self.stub,
+            self.agent,
             settings,
             resolver=self.resolver,
             random=Random(1),
@@ -190,7 +191,7 @@ class Harness:
     def pump(self) -> None:
         while True:
             ran = self.store.flush()
-            self.stub.flush()
+            self.agent.flush()
             ran += self.store.flush()
             if not ran:
                 return

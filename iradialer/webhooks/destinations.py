@@ -11,6 +11,7 @@ DNS answers change.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from zope.interface import implementer
 from iradialer.domain.errors import DialerError, Status
 
 MAX_URL_LENGTH = 2048
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _refuse(message: str) -> DialerError:
@@ -39,7 +41,11 @@ def url_host(url: object) -> str:
         raise _refuse("event_url must be a non-empty string")
     if len(url) > MAX_URL_LENGTH:
         raise _refuse(f"event_url is longer than {MAX_URL_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+    if not url.isascii():
+        raise _refuse(
+            "event_url must be ASCII: percent-encode the path, write the host in punycode"
+        )
+    if _SPACE_OR_CONTROL.search(url):
         raise _refuse("event_url must not contain spaces or control characters")
     try:
         parts = urlsplit(url)

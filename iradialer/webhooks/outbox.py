@@ -50,6 +50,40 @@ def encode(event: dict[str, Any]) -> bytes:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """
+    An event encoded but for its C{sequence}, which only the store can give: the JSON
+    before and after the number.  Encoding when the event is sent (not later, on the store's
+    thread) catches values JSON cannot carry at once and keeps the caller's objects out of
+    the other thread.
+    """
+
+    event_id: str
+    event: str
+    before: bytes
+    after: bytes
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> Draft:
+        """
+        @param event: has the key C{sequence} (its value is ignored).
+        """
+        keys = list(event)
+        at = keys.index("sequence")
+        before = encode({k: event[k] for k in keys[:at]})[:-1]
+        after = encode({k: event[k] for k in keys[at + 1 :]})[1:]
+        return cls(
+            event_id=event["event_id"],
+            event=event["event"],
+            before=before + (b',"sequence":' if len(before) > 1 else b'"sequence":'),
+            after=b"," + after if len(after) > 1 else after,
+        )
+
+    def body(self, sequence: int) -> bytes:
+        return self.before + str(sequence).encode("ascii") + self.after
+
+
+@dataclass(frozen=True)
 class Head:
     """
     The oldest undelivered event of a stream: the one being delivered.
@@ -83,13 +117,13 @@ def _head_of(conn: sqlite3.Connection, stream: str) -> Head | None:
 @dataclass(frozen=True)
 class Enqueued:
     """
-    @ivar event: the event as sent, with its C{sequence}.
+    @ivar sequence: the event's number in its stream.
     @ivar head: set when the event is its stream's head and was claimed for delivery now.
     @ivar due_at: set when the event is its stream's head but was not claimed (no room):
         when it is due (now).
     """
 
-    event: dict[str, Any]
+    sequence: int
     head: Head | None
     due_at: float | None
 
@@ -100,12 +134,12 @@ def enqueue(
     stream: str,
     tenant_id: str,
     url: str,
-    event: dict[str, Any],
+    draft: Draft,
     now: float,
     claim: bool,
 ) -> Enqueued:
     """
-    Give C{event} the next sequence number of its stream and add it to the outbox.  When
+    Give the event the next sequence number of its stream and add it to the outbox.  When
     C{claim} and the stream had nothing pending, the stream is claimed and the event returned
     as the head to deliver.
     """
@@ -114,8 +148,7 @@ def enqueue(
     ).fetchone()
     idle = row is None or row[1] is None
     sequence = 1 if row is None else row[0] + 1
-    event = dict(event, sequence=sequence)
-    body = encode(event)
+    body = draft.body(sequence)
     claimed = claim and idle
     if row is None:
         conn.execute(
@@ -135,18 +168,18 @@ def enqueue(
             "UPDATE webhook_streams SET last_sequence = ?, last_event_at = ? WHERE stream = ?",
             (sequence, now, stream),
         )
-    event_id = event["event_id"]
-    name = event["event"]
     cursor = conn.execute(
         "INSERT INTO webhook_outbox (stream, tenant_id, url, event_id, event, body, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (stream, tenant_id, url, event_id, name, body, now),
+        (stream, tenant_id, url, draft.event_id, draft.event, body, now),
     )
     head = None
     if claimed:
         assert cursor.lastrowid is not None
-        head = Head(cursor.lastrowid, stream, tenant_id, url, event_id, name, body, 0, now)
-    return Enqueued(event=event, head=head, due_at=now if idle and not claimed else None)
+        head = Head(
+            cursor.lastrowid, stream, tenant_id, url, draft.event_id, draft.event, body, 0, now
+        )
+    return Enqueued(sequence=sequence, head=head, due_at=now if idle and not claimed else None)
 
 
 @dataclass(frozen=True)
@@ -202,14 +235,14 @@ def _earliest_due(conn: sqlite3.Connection, tenant_id: str) -> float | None:
 @dataclass(frozen=True)
 class DeadLetter:
     """
-    Why a head is given up, and the C{web_error} event (without its sequence) to queue for
-    the tenant's fallback URL, if it has one.
+    Why a head is given up, and the C{web_error} event to queue for the tenant's fallback
+    URL, if it has one.
     """
 
     attempts: int
     error: str
     fallback_url: str | None = None
-    web_error: dict[str, Any] | None = None
+    web_error: Draft | None = None
 
 
 @dataclass(frozen=True)
@@ -254,7 +287,7 @@ def finish(
                 stream=fallback_stream(head.tenant_id),
                 tenant_id=head.tenant_id,
                 url=dead.fallback_url,
-                event=dead.web_error,
+                draft=dead.web_error,
                 now=now,
                 claim=False,
             )

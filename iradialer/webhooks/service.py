@@ -27,14 +27,15 @@ from random import Random
 from typing import Any
 from uuid import uuid4
 
-from treq.client import HTTPClient
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IHostnameResolver
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IResponse
 
 from iradialer import __version__
 from iradialer.config import TenantConfig, WebhookConfig
@@ -42,7 +43,8 @@ from iradialer.domain.errors import DialerError, Status
 from iradialer.domain.tenants import TenantDirectory
 from iradialer.store import Store
 from iradialer.webhooks import outbox
-from iradialer.webhooks.destinations import DestinationPolicy
+from iradialer.webhooks.destinations import DestinationPolicy, url_host
+from iradialer.webhooks.http import AttemptFailed, BytesProducer, pooled_agent, read_response
 from iradialer.webhooks.signing import signature_header
 
 _RESERVED = frozenset({"event_id", "sequence", "timestamp"})
@@ -60,22 +62,18 @@ def iso_timestamp(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class AttemptFailed(Exception):
-    """
-    The receiver did not take the event (HTTP status other than 2xx, refused destination...).
-    """
-
-
 class WebhookService(Service):
     """
     Queue and deliver webhook events.  Named C{webhooks} in the server.
 
     @param store: where the outbox lives.
     @param tenants: the tenants in force (secrets, fallback URL, private destinations).
-    @param reactor: the clock for timeouts and retries (and, when C{http_client} is not
-        given, the reactor the client connects with).
-    @param http_client: a treq C{HTTPClient}-like object (C{StubTreq} in tests); by default
-        one over a persistent connection pool.
+    @param reactor: the clock for timeouts and retries (and, when C{agent} is not given,
+        the reactor the client connects with).
+    @param agent: the L{IAgent} that posts (C{treq.testing.RequestTraversalAgent} in
+        tests); by default an L{Agent} over a persistent connection pool.  An agent rather
+        than a treq client: treq's per-request URL and cookie handling costs about as much
+        CPU as everything else per event together (see C{docs/webhooks.md}).
     @param resolver: an L{IHostnameResolver} for destination checks; by default the
         reactor's.
     @param random: the source of backoff jitter.
@@ -88,7 +86,7 @@ class WebhookService(Service):
         store: Store,
         tenants: TenantDirectory,
         reactor: Any,
-        http_client: Any = None,
+        agent: IAgent | None = None,
         settings: WebhookConfig = WebhookConfig(),  # noqa: B008  (frozen)
         *,
         resolver: IHostnameResolver | None = None,
@@ -100,13 +98,9 @@ class WebhookService(Service):
         self._clock = reactor
         self._random = random or Random()
         self._pool: HTTPConnectionPool | None = None
-        if http_client is None:
-            self._pool = HTTPConnectionPool(reactor, persistent=True)
-            self._pool.maxPersistentPerHost = settings.concurrency
-            self._pool.retryAutomatically = False
-            agent = Agent(reactor, connectTimeout=settings.timeout, pool=self._pool)
-            http_client = HTTPClient(agent)
-        self._http = http_client
+        if agent is None:
+            agent, self._pool = pooled_agent(reactor, settings.tenant_concurrency, settings.timeout)
+        self._agent: IAgent = agent
         self._destinations = DestinationPolicy(reactor, resolver, timeout=settings.timeout)
         self._generation = 0
         self._stopping = False
@@ -160,11 +154,17 @@ class WebhookService(Service):
             "call_uuid": call_uuid,
             "tenant_id": tenant_id,
             "event_id": str(uuid4()),
-            "sequence": None,
+            "sequence": 0,
             "timestamp": iso_timestamp(now),
             **fields,
         }
-        return self._enqueue(outbox.stream_for(tenant_id, call_uuid), tenant_id, url, body, now)
+        try:
+            draft = outbox.Draft.of(body)
+        except (TypeError, ValueError) as e:
+            return fail(ValueError(f"the event cannot be sent as JSON: {e}"))
+        stream = outbox.stream_for(tenant_id, call_uuid)
+        d = self._enqueue(stream, tenant_id, url, draft, now)
+        return d.addCallback(lambda enqueued: dict(body, sequence=enqueued.sequence))
 
     def check_event_url(self, url: str, tenant: TenantConfig) -> Deferred[None]:
         """
@@ -231,7 +231,7 @@ class WebhookService(Service):
 
     def _recover(self) -> None:
         generation = self._generation
-        d = self.store.run(outbox.recover)
+        d = self.store.run(outbox.recover, durable=False)
         d.addCallbacks(
             self._recovered,
             self._store_failed,
@@ -284,8 +284,8 @@ class WebhookService(Service):
     # -- queueing ---------------------------------------------------------------------------
 
     def _enqueue(
-        self, stream: str, tenant_id: str, url: str, body: dict[str, Any], now: float
-    ) -> Deferred[dict[str, Any]]:
+        self, stream: str, tenant_id: str, url: str, draft: outbox.Draft, now: float
+    ) -> Deferred[outbox.Enqueued]:
         claim = bool(self.running) and not self._stopping and self._room(tenant_id) > 0
         if claim:
             self._take(tenant_id, 1)
@@ -295,7 +295,7 @@ class WebhookService(Service):
                 stream=stream,
                 tenant_id=tenant_id,
                 url=url,
-                event=body,
+                draft=draft,
                 now=now,
                 claim=claim,
             )
@@ -310,7 +310,7 @@ class WebhookService(Service):
 
     def _enqueued(
         self, enqueued: outbox.Enqueued, tenant_id: str, claim: bool, generation: int
-    ) -> dict[str, Any]:
+    ) -> outbox.Enqueued:
         if generation == self._generation:
             self.outbox_depth += 1
             if enqueued.head is not None:
@@ -319,7 +319,7 @@ class WebhookService(Service):
                 self._give_back(tenant_id, 1)
             if enqueued.due_at is not None:
                 self._mark_due(tenant_id, enqueued.due_at)
-        return enqueued.event
+        return enqueued
 
     def _not_enqueued(
         self, failure: Failure, tenant_id: str, claim: bool, generation: int
@@ -359,11 +359,14 @@ class WebhookService(Service):
 
     def _give_back(self, tenant_id: str, count: int) -> None:
         if count:
-            self._slots[tenant_id] -= count
-            self._slots_total -= count
-            if not self._slots[tenant_id]:
-                del self._slots[tenant_id]
+            self._release(tenant_id, count)
             self._wake()
+
+    def _release(self, tenant_id: str, count: int) -> None:
+        self._slots[tenant_id] -= count
+        self._slots_total -= count
+        if not self._slots[tenant_id]:
+            del self._slots[tenant_id]
 
     def _mark_due(self, tenant_id: str, at: float) -> None:
         """
@@ -415,7 +418,7 @@ class WebhookService(Service):
             self._take(tenant_id, count)
         self._polling = True
         generation = self._generation
-        d = self.store.run(partial(outbox.claim_due, plan=plan, now=now))
+        d = self.store.run(partial(outbox.claim_due, plan=plan, now=now), durable=False)
         d.addCallbacks(
             self._polled,
             self._poll_failed,
@@ -444,8 +447,7 @@ class WebhookService(Service):
             return
         self._polling = False
         for tenant_id, count in plan.items():
-            self._slots[tenant_id] -= count
-            self._slots_total -= count
+            self._release(tenant_id, count)
         self._store_failed(failure, "claiming due webhook streams", generation, self._wake)
 
     # -- delivery ---------------------------------------------------------------------------
@@ -456,7 +458,7 @@ class WebhookService(Service):
         """
         self._delivering[head.stream] = head
         self.attempts += 1
-        d = self._post(head)
+        d = maybeDeferred(self._post, head)
         self._in_flight[head.stream] = d
         d.addBoth(self._attempted, head, self._generation)
 
@@ -464,29 +466,35 @@ class WebhookService(Service):
         tenant = self.tenants.get(head.tenant_id)
         if tenant is None:
             return fail(AttemptFailed(f"tenant {head.tenant_id!r} is not configured"))
-        d = self._destinations.check(head.url, tenant.allow_private_webhooks)
-        d.addCallback(self._request, head, tenant)
-        d.addCallback(_read_response)
-        return d.addTimeout(self.settings.timeout, self._clock, onTimeoutCancel=_timed_out)
+        if tenant.allow_private_webhooks:
+            url_host(head.url)  # raises for a URL that was never checked
+            requested = self._request(head, tenant)
+        else:
+            checked = self._destinations.check(head.url, allow_private=False)
+            requested = checked.addCallback(self._request_checked, head, tenant)
+        answered = requested.addCallback(read_response)
+        return answered.addTimeout(self.settings.timeout, self._clock, onTimeoutCancel=_timed_out)
 
-    def _request(self, _: None, head: outbox.Head, tenant: TenantConfig) -> Deferred[Any]:
+    def _request_checked(
+        self, _: None, head: outbox.Head, tenant: TenantConfig
+    ) -> Deferred[IResponse]:
+        return self._request(head, tenant)
+
+    def _request(self, head: outbox.Head, tenant: TenantConfig) -> Deferred[IResponse]:
         signature = signature_header(
             head.body, tenant.webhook_secrets, int(self._clock.seconds())
         ).encode("ascii")
-        headers = {
-            b"Content-Type": [b"application/json"],
-            b"User-Agent": [_USER_AGENT],
-            b"X-Iradialer-Event-Id": [head.event_id.encode("ascii")],
-            b"X-Iradialer-Signature": [signature],
-            b"X-Iradialer-Attempt": [str(head.attempts + 1).encode("ascii")],
-        }
-        return self._http.request(
-            "POST",
-            head.url,
-            data=head.body,
-            headers=headers,
-            allow_redirects=False,
-            unbuffered=True,
+        headers = Headers(
+            {
+                b"Content-Type": [b"application/json"],
+                b"User-Agent": [_USER_AGENT],
+                b"X-Iradialer-Event-Id": [head.event_id.encode("ascii")],
+                b"X-Iradialer-Signature": [signature],
+                b"X-Iradialer-Attempt": [str(head.attempts + 1).encode("ascii")],
+            }
+        )
+        return self._agent.request(
+            b"POST", head.url.encode("ascii"), headers, BytesProducer(head.body)
         )
 
     def _attempted(self, result: None | Failure, head: outbox.Head, generation: int) -> None:
@@ -506,7 +514,7 @@ class WebhookService(Service):
             self._give_up(head, attempts, error, now)
             return
         delay = self.backoff(attempts)
-        self.log.warn(
+        self.log.info(
             "Webhook {event_id} ({event}) attempt {attempt} to {url} failed: {error};"
             " next attempt in {delay:.1f} s",
             event_id=head.event_id,
@@ -541,21 +549,23 @@ class WebhookService(Service):
             call_uuid = None
             if head.stream.startswith(outbox.CALL_PREFIX):
                 call_uuid = head.stream[len(outbox.CALL_PREFIX) :]
-            web_error = {
-                "event": "web_error",
-                "status": "webhook delivery failed",
-                "status_code": int(Status.WEBHOOK_FAILED),
-                "call_uuid": call_uuid,
-                "tenant_id": head.tenant_id,
-                "event_id": str(uuid4()),
-                "sequence": None,
-                "timestamp": iso_timestamp(now),
-                "failed_event": head.event,
-                "failed_event_id": head.event_id,
-                "failed_url": head.url,
-                "attempts": attempts,
-                "error": error,
-            }
+            web_error = outbox.Draft.of(
+                {
+                    "event": "web_error",
+                    "status": "webhook delivery failed",
+                    "status_code": int(Status.WEBHOOK_FAILED),
+                    "call_uuid": call_uuid,
+                    "tenant_id": head.tenant_id,
+                    "event_id": str(uuid4()),
+                    "sequence": 0,
+                    "timestamp": iso_timestamp(now),
+                    "failed_event": head.event,
+                    "failed_event_id": head.event_id,
+                    "failed_url": head.url,
+                    "attempts": attempts,
+                    "error": error,
+                }
+            )
         dead = outbox.DeadLetter(attempts, error, fallback_url, web_error)
         self._transition(head, partial(outbox.finish, head=head, now=now, dead=dead))
 
@@ -565,7 +575,8 @@ class WebhookService(Service):
         its next event is never posted before the previous one left the outbox.
         """
         generation = self._generation
-        d = self.store.run(work)
+        # Losing this to a power failure only means delivering the event again.
+        d = self.store.run(work, durable=False)
         d.addCallbacks(
             self._transitioned,
             self._store_failed,
@@ -643,7 +654,8 @@ class WebhookService(Service):
                 dead_before=now - s.dead_letter_retention_days * _DAY
                 if s.dead_letter_retention_days
                 else None,
-            )
+            ),
+            durable=False,
         )
         d.addCallbacks(self._pruned, self._prune_failed)
         return d
@@ -660,32 +672,6 @@ class WebhookService(Service):
 
     def _prune_failed(self, failure: Failure) -> None:
         self.log.failure("Webhook housekeeping failed; trying again next hour", failure)
-
-
-def _read_response(response: Any) -> Deferred[None]:
-    """
-    Succeed on a 2xx; otherwise fail with the status and the start of the body.  The body is
-    read to the end either way (keeping at most 200 bytes), so the connection can be reused.
-    """
-    code = response.code
-    if 200 <= code < 300:
-        d = response.collect(_discard)
-        d.addErrback(lambda _: None)  # the receiver took the event; a cut body changes nothing
-        return d
-    start = bytearray()
-
-    def keep(data: bytes) -> None:
-        start.extend(data[: max(0, 200 - len(start))])
-
-    def failed(_: object) -> None:
-        text = start.decode("utf-8", "replace").strip()
-        raise AttemptFailed(f"HTTP {code}" + (f": {text}" if text else ""))
-
-    return response.collect(keep).addBoth(failed)
-
-
-def _discard(data: bytes) -> None:
-    pass
 
 
 def _timed_out(result: object, timeout: float) -> None:
