@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Debian packages the tests need; installed by scripts/system-deps.sh when run as root.
-TEST_DEBS :=
+# One package per line, so branches that add one merge cleanly.
+TEST_DEBS := \
+	asterisk-core-sounds-en-wav \
+	asterisk-moh-opsound-wav \
+	chromium \
+	# end of TEST_DEBS
 
 .PHONY: run test lint typecheck lock clean
 

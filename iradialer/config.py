@@ -46,6 +46,7 @@ class TenantConfig:
     webhook_secrets: tuple[str, ...]
     allow_private_webhooks: bool = False
     fallback_url: str | None = None
+    cps: float | None = None  # new calls per second this tenant may start; None: no limit
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,17 @@ class NodeConfig:
     password: str
     max_sessions: int = 1000
     cps: int = 30
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """
+    Pacing limits of one gateway (as makecall's C{gateway} names it), shared by every tenant.
+    """
+
+    name: str
+    cps: float | None = None  # new calls per second through it; None: no limit
+    max_calls: int | None = None  # calls through it at once; None: no limit
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,7 @@ class Config:
     tenants: tuple[TenantConfig, ...]
     asr_applications: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    gateways: tuple[GatewayConfig, ...] = ()
 
     def with_overrides(
         self,
@@ -191,11 +204,15 @@ class Config:
                     "webhook_secret": "***",
                     "allow_private_webhooks": t.allow_private_webhooks,
                     "fallback_url": t.fallback_url,
+                    "cps": t.cps,
                 }
                 for t in self.tenants
             ],
             "asr": {"applications": sorted(self.asr_applications)},
             "webhooks": asdict(self.webhooks),
+            "gateways": [
+                {"name": g.name, "cps": g.cps, "max_calls": g.max_calls} for g in self.gateways
+            ],
         }
 
 
@@ -413,6 +430,8 @@ def _read_config(top: _Table) -> Config:
         raise top.error("api.admin_token", "must differ from every tenant token")
     asr = _read_asr(top.table("asr"))
     webhooks = _read_webhooks(top.table("webhooks"))
+    gateways = tuple(_read_gateway(g) for g in top.tables("gateway"))
+    _check_unique(top, "gateway", [g.name for g in gateways], "name")
     top.done()
     return Config(
         source=top.source,
@@ -424,6 +443,7 @@ def _read_config(top: _Table) -> Config:
         tenants=tenants,
         asr_applications=asr,
         webhooks=webhooks,
+        gateways=gateways,
     )
 
 
@@ -503,6 +523,26 @@ def _read_manhole(t: _Table) -> ManholeConfig:
     return config
 
 
+_GATEWAY = r"[A-Za-z0-9_./@:-]+"
+
+
+def _rate(t: _Table, name: str) -> float | None:
+    value = t.number(name, None)
+    if value is not None and value <= 0:
+        raise t.error(name, f"must be more than 0 calls per second, got {value}")
+    return value
+
+
+def _read_gateway(t: _Table) -> GatewayConfig:
+    gateway = GatewayConfig(
+        name=t.string("name", pattern=_GATEWAY),
+        cps=_rate(t, "cps"),
+        max_calls=t.integer("max_calls", None, low=1),
+    )
+    t.done()
+    return gateway
+
+
 def _read_tenant(t: _Table) -> TenantConfig:
     tenant = TenantConfig(
         id=t.string("id", pattern=r"[A-Za-z0-9_-]{1,64}"),
@@ -512,11 +552,12 @@ def _read_tenant(t: _Table) -> TenantConfig:
         webhook_secrets=t.strings("webhook_secret"),
         allow_private_webhooks=t.boolean("allow_private_webhooks", False),
         fallback_url=t.string("fallback_url", None, pattern=r"https?://\S+"),
+        cps=_rate(t, "cps"),
     )
     if not 1 <= len(tenant.webhook_secrets) <= 2:
         raise t.error("webhook_secret", "must be one secret, or two while rotating")
     for gateway in tenant.gateways:
-        if not re.fullmatch(r"[A-Za-z0-9_./@:-]+", gateway):
+        if not re.fullmatch(_GATEWAY, gateway):
             raise t.error("gateways", f"{gateway!r} is not a plain gateway name")
     t.done()
     return tenant

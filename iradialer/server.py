@@ -15,12 +15,15 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from iradialer import __version__
 from iradialer.api.app import DialerAPI
+from iradialer.api.site import ApiSite
 from iradialer.config import Config, ConfigError, load
+from iradialer.domain.pacing import Pacer
 from iradialer.domain.tenants import LicenseLedger, TenantDirectory
+from iradialer.metrics import Metrics
+from iradialer.status import CallRecorder, StatusBoard
 from iradialer.store import Store
 from iradialer.webhooks import WebhookService
 
@@ -28,8 +31,8 @@ from iradialer.webhooks import WebhookService
 class LiveConfig:
     """
     The configuration in force.  L{reload} re-reads the file and applies what can change
-    without a restart: tenants (tokens, licenses, gateways, webhook secrets) and the admin
-    token.  Other changes are logged as needing a restart.
+    without a restart: tenants (tokens, licenses, gateways, webhook secrets, cps), the admin
+    token and the gateways' pacing limits.  Other changes are logged as needing a restart.
     """
 
     log = Logger()
@@ -50,6 +53,7 @@ class LiveConfig:
             self.current,
             tenants=new.tenants,
             api=replace(self.current.api, admin_token=new.api.admin_token),
+            gateways=new.gateways,
         )
         for section in ("freeswitch", "media", "store", "manhole", "asr_applications", "webhooks"):
             if getattr(new, section) != getattr(applied, section):
@@ -143,10 +147,28 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
     ledger = LicenseLedger(directory)
     live = LiveConfig(config, directory, reload_path)
 
+    # Operations (issue 8): metrics, the call history, pacing, the status board.  The dialer
+    # reports calls to `recorder` and asks `pacer` before each call; each running part adds
+    # its section with status_board.add_source (docs/operations.md).
+    metrics = Metrics(process_metrics=True)
+    recorder = CallRecorder(metrics)
+    pacer = Pacer(lambda: live.current)
+    status_board = StatusBoard(
+        directory=directory,
+        ledger=ledger,
+        clock=reactor,
+        current_config=lambda: live.current,
+        recorder=recorder,
+    )
+    status_board.add_source("pacing", pacer.status, scope="tenant")
+    metrics.before_scrape(lambda: metrics.set_licenses(status_board.license_figures()))
+
     store = Store(config.store.path, reactor=reactor)
     _named(store, "store", root)
-    webhooks = WebhookService(store, directory, reactor, settings=config.webhooks)
+    webhooks = WebhookService(store, directory, reactor, settings=config.webhooks, metrics=metrics)
     _named(webhooks, "webhooks", root)
+    status_board.add_source("webhooks", webhooks.status)
+    metrics.before_scrape(lambda: metrics.webhook_outbox_depth.set(webhooks.outbox_depth))
 
     api = DialerAPI(
         directory=directory,
@@ -154,9 +176,9 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
         clock=reactor,
         current_config=lambda: live.current,
         reload=live.reload,
+        status_board=status_board,
     )
-    site = Site(api.resource())
-    site.displayTracebacks = False
+    site = ApiSite(api, metrics, reactor)
     _named(
         StreamServerEndpointService(serverFromString(reactor, config.api.listen), site), "api", root
     )
@@ -164,14 +186,9 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
     if config.manhole.listen is not None:
         from iradialer.manhole import make_manhole_service
 
-        namespace = {
-            "root": root,
-            "api": api,
-            "live": live,
-            "ledger": ledger,
-            "reactor": reactor,
-            "webhooks": webhooks,
-        }
+        namespace = {"root": root, "api": api, "live": live, "ledger": ledger, "reactor": reactor}
+        namespace.update(metrics=metrics, status_board=status_board, pacer=pacer)
+        namespace.update(webhooks=webhooks)
         _named(
             make_manhole_service(config.manhole, namespace, reactor, config.source), "manhole", root
         )

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from iradialer.config import ConfigError, WebhookConfig, parse
 from iradialer.domain.errors import DialerError
+from iradialer.metrics import Metrics
 from iradialer.store import ManualStore
 from iradialer.webhooks.outbox import Draft, encode
 from tests.conftest import REPO
@@ -664,6 +665,27 @@ def test_housekeeping_forgets_old_call_sequences_and_dead_letters(h):
     h.advance(23 * 86400)
     assert h.sql("SELECT COUNT(*) FROM webhook_dead_letters") == [(0,)]
     assert h.service.status()["dead_letters"] == 0
+
+
+def test_metrics_count_attempts_failures_dead_letters_and_lag():
+    """
+    The server's Prometheus metrics count attempts and failures (by reason) per tenant,
+    dead letters, and the lag of each delivery.
+    """
+    metrics = Metrics()
+    h = Harness(metrics=metrics).start()
+    h.receiver.answer = lambda r: 503 if r.path == "/hook" else 200
+    h.send("c")
+    h.send("d", url="http://internal.example.com/hook")
+    h.pump()
+    for _ in range(5):
+        h.advance(130)
+    value = metrics.registry.get_sample_value
+    assert value("iradialer_webhook_attempts_total", {"tenant": "acme"}) == 12
+    assert value("iradialer_webhook_failures_total", {"tenant": "acme", "reason": "http_5xx"}) == 5
+    assert value("iradialer_webhook_failures_total", {"tenant": "acme", "reason": "refused"}) == 5
+    assert value("iradialer_webhook_dead_letters_total", {"tenant": "acme"}) == 2
+    assert value("iradialer_webhook_lag_seconds_count") == 2  # the two web_error events
 
 
 def test_status_reports_lag(h):

@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from iradialer.config import TenantConfig, WebhookConfig
 from iradialer.domain.tenants import TenantDirectory
+from iradialer.metrics import Metrics
 from iradialer.store import ManualStore
 from iradialer.webhooks import WebhookService
 
@@ -163,6 +164,7 @@ class Harness:
         tenants: Iterable[TenantConfig] = (ACME, GLOBEX),
         store: ManualStore | None = None,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if clock is None:
             clock = Clock()
@@ -181,6 +183,7 @@ class Harness:
             settings,
             resolver=self.resolver,
             random=Random(1),
+            metrics=metrics,
         )
 
     def start(self) -> Harness:

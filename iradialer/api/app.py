@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -21,10 +22,11 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from iradialer import __version__
+from iradialer.api import dashboard
 from iradialer.config import Config, ConfigError
 from iradialer.domain.errors import DialerError, Status
 from iradialer.domain.tenants import LicenseLedger, Principal, TenantDirectory
+from iradialer.status import CallRecorder, StatusBoard
 
 
 class ApiError(Exception):
@@ -88,6 +90,7 @@ class DialerAPI:
     @param clock: for uptime.
     @param current_config: the configuration in force (it changes on reload).
     @param reload: re-read the configuration file; raises L{ConfigError}.
+    @param status_board: what C{/api/status} reports (one of its own when not given).
     """
 
     app = Klein()
@@ -101,13 +104,20 @@ class DialerAPI:
         clock: IReactorTime,
         current_config: Callable[[], Config],
         reload: Callable[[], object],
+        status_board: StatusBoard | None = None,
     ) -> None:
         self.directory = directory
         self.ledger = ledger
         self.clock = clock
         self.current_config = current_config
         self._reload = reload
-        self.started = clock.seconds()
+        self.status_board = status_board or StatusBoard(
+            directory=directory,
+            ledger=ledger,
+            clock=clock,
+            current_config=current_config,
+            recorder=CallRecorder(),
+        )
 
     def resource(self):
         return self.app.resource()
@@ -153,6 +163,9 @@ class DialerAPI:
     def _dialer_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, DialerError)
+        if error.retry_after is not None:
+            seconds = max(1, math.ceil(error.retry_after))  # whole seconds, never 0
+            request.setHeader(b"retry-after", str(seconds).encode("ascii"))
         return write_json(
             request, error.http_status, error_body(error.http_status, error.message, error.status)
         )
@@ -185,37 +198,32 @@ class DialerAPI:
 
     @app.route("/api/status", methods=["GET"])
     def status(self, request: IRequest) -> bytes:
-        principal = self.authenticate(request)
-        config = self.current_config()
-        tenants = [
-            {
-                "id": tenant.id,
-                "licenses_used": self.ledger.used(tenant.id),
-                "licenses_total": tenant.licenses,
-            }
-            for tenant in self.directory
-            if principal.is_admin or tenant.id == principal.tenant.id  # type: ignore[union-attr]
-        ]
-        body = ok(
-            version=__version__,
-            uptime_seconds=round(self.clock.seconds() - self.started, 3),
-            tenants=tenants,
-        )
-        if principal.is_admin:
-            body["config"] = config.masked()
-        return write_json(request, 200, body)
+        """
+        JSON for programs; for a browser the dashboard (issue 8), which also takes HTTP Basic
+        credentials.  See L{iradialer.status} and L{iradialer.api.dashboard}.
+        """
+        request.setHeader(b"vary", b"Accept, Authorization")
+        browser = dashboard.wants_html(request)
+        try:
+            principal = self.authenticate(request, allow_basic=True)
+        except ApiError:
+            if browser:
+                dashboard.challenge(request)
+            raise
+        if browser:
+            return dashboard.page(request)
+        return write_json(request, 200, ok(**self.status_board.snapshot(principal)))
 
     @app.route("/api/license", methods=["GET"])
     def license(self, request: IRequest) -> bytes:
         """
-        For load-balancer health checks: 200 when some tenant holds licenses, else 400.
+        For load-balancer health checks: 200 while this server can use licenses, else 400.
         """
-        total = sum(tenant.licenses for tenant in self.directory)
-        if total > 0:
-            return write_json(request, 200, ok(licenses=total))
-        return write_json(
-            request, 400, error_body(400, "No iraDial licenses are installed", Status.NO_LICENSES)
-        )
+        state = self.status_board.license_state()
+        if state.usable:
+            return write_json(request, 200, ok(licenses=state.licenses))
+        assert state.reason is not None
+        return write_json(request, 400, error_body(400, state.reason, state.status))
 
     @app.route("/api/reload", methods=["POST"])
     def reload(self, request: IRequest) -> bytes:

@@ -51,6 +51,11 @@ class Status(IntEnum):
     NULL_UUID_IN_MULTICONF = 136
     CALL_NOT_ANSWERED = 137
     SEND_DTMF_FAILED = 138
+    # Ours (the seed has no ASR codes): after its last, documented in docs/asr.md.
+    ASR_CONFIG_NOT_SET = 139  # setasrparams refused (e.g. an unknown asr_application)
+    NO_ASR_CONFIG = 140  # startasr names no ASR configuration of the tenant
+    ASR_APPLICATION_FAILED = 141  # the ASR application failed on an utterance
+    ASR_APPLICATION_TIMEOUT = 142  # the ASR application did not answer in time
 
 
 DTMF_CODES = range(200, 236)
@@ -61,10 +66,15 @@ class DialerError(Exception):
     A request or an action could not be carried out, for a reason with an Appendix B code.
 
     @ivar http_status: the HTTP status an API response carries (400 unless said otherwise).
+    @ivar retry_after: seconds after which the same request may succeed (a throttled request:
+        the API sends it as C{Retry-After}); C{None} when waiting would not help.
     """
 
-    def __init__(self, status: int, message: str, http_status: int = 400) -> None:
+    def __init__(
+        self, status: int, message: str, http_status: int = 400, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = int(status)
         self.message = message
         self.http_status = http_status
+        self.retry_after = retry_after

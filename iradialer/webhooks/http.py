@@ -28,8 +28,15 @@ from zope.interface import implementer
 
 class AttemptFailed(Exception):
     """
-    The receiver did not take the event (HTTP status other than 2xx, refused destination...).
+    The receiver did not take the event.
+
+    @ivar reason: for the failure metric: C{timeout}, C{connection}, C{refused} (the
+        destination or the tenant), or C{http_3xx}/C{http_4xx}/C{http_5xx}.
     """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def pooled_agent(
@@ -98,7 +105,8 @@ def read_response(response: IResponse) -> Deferred[None]:
 
     def failed(_: object) -> None:
         text = bytes(body.kept).decode("utf-8", "replace").strip()
-        raise AttemptFailed(f"HTTP {code}" + (f": {text}" if text else ""))
+        message = f"HTTP {code}" + (f": {text}" if text else "")
+        raise AttemptFailed(message, f"http_{min(max(code // 100, 1), 5)}xx")
 
     return body.done.addBoth(failed)
 

@@ -41,6 +41,7 @@ from iradialer import __version__
 from iradialer.config import TenantConfig, WebhookConfig
 from iradialer.domain.errors import DialerError, Status
 from iradialer.domain.tenants import TenantDirectory
+from iradialer.metrics import Metrics
 from iradialer.store import Store
 from iradialer.webhooks import outbox
 from iradialer.webhooks.destinations import DestinationPolicy, url_host
@@ -77,6 +78,9 @@ class WebhookService(Service):
     @param resolver: an L{IHostnameResolver} for destination checks; by default the
         reactor's.
     @param random: the source of backoff jitter.
+    @param metrics: the server's Prometheus metrics, fed with attempts, failures by reason,
+        dead letters and delivery lag (the outbox depth gauge is set from L{status} before
+        each scrape).
     """
 
     log = Logger()
@@ -91,12 +95,14 @@ class WebhookService(Service):
         *,
         resolver: IHostnameResolver | None = None,
         random: Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.tenants = tenants
         self.settings = settings
         self._clock = reactor
         self._random = random or Random()
+        self._metrics = metrics
         self._pool: HTTPConnectionPool | None = None
         if agent is None:
             agent, self._pool = pooled_agent(reactor, settings.tenant_concurrency, settings.timeout)
@@ -458,6 +464,8 @@ class WebhookService(Service):
         """
         self._delivering[head.stream] = head
         self.attempts += 1
+        if self._metrics is not None:
+            self._metrics.webhook_attempts.labels(head.tenant_id).inc()
         d = maybeDeferred(self._post, head)
         self._in_flight[head.stream] = d
         d.addBoth(self._attempted, head, self._generation)
@@ -465,7 +473,7 @@ class WebhookService(Service):
     def _post(self, head: outbox.Head) -> Deferred[None]:
         tenant = self.tenants.get(head.tenant_id)
         if tenant is None:
-            return fail(AttemptFailed(f"tenant {head.tenant_id!r} is not configured"))
+            return fail(AttemptFailed(f"tenant {head.tenant_id!r} is not configured", "refused"))
         if tenant.allow_private_webhooks:
             url_host(head.url)  # raises for a URL that was never checked
             requested = self._request(head, tenant)
@@ -505,11 +513,15 @@ class WebhookService(Service):
         if not isinstance(result, Failure):
             self.delivered += 1
             self._lags.append(now - head.created_at)
+            if self._metrics is not None:
+                self._metrics.webhook_lag_seconds.observe(now - head.created_at)
             self._transition(head, partial(outbox.finish, head=head, now=now))
             return
         self.failures += 1
         attempts = head.attempts + 1
-        error = _describe(result)
+        error, reason = _describe(result)
+        if self._metrics is not None:
+            self._metrics.webhook_failures.labels(head.tenant_id, reason).inc()
         if attempts >= self.settings.attempts:
             self._give_up(head, attempts, error, now)
             return
@@ -604,6 +616,8 @@ class WebhookService(Service):
             if finished.dead:
                 self.dead_letters += 1
                 self.dead_lettered += 1
+                if self._metrics is not None:
+                    self._metrics.webhook_dead_letters.labels(head.tenant_id).inc()
             if finished.web_error is not None:
                 self.outbox_depth += 1
                 if finished.web_error.due_at is not None:
@@ -675,14 +689,19 @@ class WebhookService(Service):
 
 
 def _timed_out(result: object, timeout: float) -> None:
-    raise AttemptFailed(f"no response within {timeout:g} s")
+    raise AttemptFailed(f"no response within {timeout:g} s", "timeout")
 
 
-def _describe(failure: Failure) -> str:
-    if failure.check(AttemptFailed, DialerError):
-        return failure.getErrorMessage()
+def _describe(failure: Failure) -> tuple[str, str]:
+    """
+    What went wrong with an attempt, for the outbox and the log, and its metric reason.
+    """
     value = failure.value
+    if isinstance(value, AttemptFailed):
+        return str(value), value.reason
+    if isinstance(value, DialerError):
+        return value.message, "refused"
     reasons = getattr(value, "reasons", None)  # ResponseFailed and friends wrap the cause
     if reasons:
-        return "; ".join(_describe(r) for r in reasons)
-    return f"{type(value).__name__}: {failure.getErrorMessage()}"[:500]
+        return "; ".join(_describe(r)[0] for r in reasons)[:500], "connection"
+    return f"{type(value).__name__}: {failure.getErrorMessage()}"[:500], "connection"

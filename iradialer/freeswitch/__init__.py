@@ -1,0 +1,22 @@
+"""
+FreeSWITCH nodes: connections, health, call ownership, node choice (see C{docs/freeswitch.md}).
+"""
+
+from iradialer.freeswitch.node import Node, NodeDown
+from iradialer.freeswitch.pool import (
+    EVENTS,
+    VANISHED_HANGUP_CAUSE,
+    FreeSwitchListener,
+    NodePool,
+    NoNodeAvailable,
+)
+
+__all__ = [
+    "EVENTS",
+    "VANISHED_HANGUP_CAUSE",
+    "FreeSwitchListener",
+    "Node",
+    "NodeDown",
+    "NodePool",
+    "NoNodeAvailable",
+]

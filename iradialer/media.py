@@ -1,0 +1,359 @@
+"""
+The C{media} service: the UDP port call audio arrives on, and the CPA engine ticking over it.
+
+Every 20 ms (on the injected clock) the service takes the complete frames each stream has
+received, runs the CPA engine once over all of them, hands each frame to the stream's consumers
+(ASR), writes C{log_voice} files, reports detections to each stream's listener and sends one
+frame of queued outgoing audio per stream (the welcome beep) back to the FreeSWITCH-side port.
+
+Times are milliseconds since answer.  Call control opens a call's first stream right after
+answer, so that moment is the call's time zero; a later stream of the same call (after a
+re-park) keeps it.  A stream that stops sending (FreeSWITCH pauses it during a playback) gets
+no invented audio: its next frames are stamped with the time they arrive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import numpy as np
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from iradialer.config import MediaConfig
+from iradialer.cpa.config import CpaConfig
+from iradialer.cpa.engine import CpaEngine, Detection, Done, Outcome
+from iradialer.cpa.frontend import FRAME, FRAME_MS
+from iradialer.cpa.wav import WavWriter
+from iradialer.metrics import Metrics
+from iradialer.protocols.rtp import Address, AudioSender, MediaReceiver, StreamInput
+
+TICK = FRAME_MS / 1000
+#: A stream whose frames arrive this much later than their predecessors' times was paused.
+GAP_MS = 60
+#: Calls whose answer time is remembered for later streams (the oldest are forgotten).
+REMEMBERED_CALLS = 100_000
+#: Receiver counters that are datagrams dropped, as iradialer_media_packets_dropped reasons.
+DROP_REASONS = ("malformed", "unsupported", "duplicates", "late", "unknown_source")
+
+Consumer = Callable[[np.ndarray, int], None]
+
+
+class StreamListener(Protocol):
+    def cpa_detection(self, call_uuid: str, detection: Detection) -> None: ...
+
+    def cpa_done(self, call_uuid: str, ms: int, reason: str) -> None: ...
+
+
+class MediaStream:
+    """
+    The audio of one call from one FreeSWITCH-side port.  Made by L{MediaService.open_stream}.
+    """
+
+    def __init__(
+        self,
+        service: MediaService,
+        call_uuid: str,
+        source: Address,
+        input: StreamInput,
+        listener: StreamListener,
+        slot: int | None,
+        voice: WavWriter | None,
+        rtp_log: IO[str] | None,
+    ) -> None:
+        self.call_uuid = call_uuid
+        self.source = source
+        self.input = input
+        self.listener = listener
+        self.slot = slot
+        self.closed = False
+        self._service = service
+        self._consumers: list[Consumer] = []
+        self._voice = voice
+        self._rtp_log = rtp_log
+        self._sender = AudioSender(input)
+        self._outgoing: deque[np.ndarray] = deque()
+        self._next_ms: int | None = None
+        self.frames = 0
+
+    def send_audio(self, pcm: bytes) -> None:
+        """
+        Queue s16le 8 kHz audio for the far end; it goes out one 20 ms frame per tick, the last
+        frame padded with silence.
+        """
+        samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
+        padded = np.zeros(-(-len(samples) // FRAME) * FRAME, dtype=np.int16)
+        padded[: len(samples)] = samples
+        self._outgoing.extend(padded.reshape(-1, FRAME))
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        """
+        C{consumer(frame, ms)} gets every 20 ms frame (int16, 160 samples) from now on.
+        """
+        self._consumers.append(consumer)
+
+    def close(self) -> None:
+        self._service._close(self)
+
+    def _stamp(self, count: int, now_ms: int) -> np.ndarray:
+        """
+        The times of C{count} frames that arrived by C{now_ms}: following the previous frames,
+        unless they come late enough to follow a pause.
+        """
+        earliest = now_ms - FRAME_MS * count
+        if self._next_ms is None or earliest - self._next_ms > GAP_MS:
+            self._next_ms = max(earliest, 0)
+        stamps = self._next_ms + FRAME_MS * np.arange(count, dtype=np.int64)
+        self._next_ms += FRAME_MS * count
+        return stamps
+
+    def _log_packet(self, info: dict[str, Any]) -> None:
+        if self._rtp_log is not None:
+            ms = self._service.ms_since_answer(self.call_uuid)
+            fields = " ".join(f"{k}={v}" for k, v in info.items())
+            self._rtp_log.write(f"{ms} {fields}\n")
+
+
+class MediaService(Service):
+    log = Logger()
+
+    def __init__(
+        self,
+        config: MediaConfig,
+        reactor: Any,
+        clock: IReactorTime | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._dropped_reported = dict.fromkeys(DROP_REASONS, 0)
+        self.reactor = reactor
+        self.clock: IReactorTime = clock if clock is not None else reactor
+        self.receiver = MediaReceiver()
+        self.engine = CpaEngine()
+        self._streams: dict[Address, MediaStream] = {}
+        self._answered: OrderedDict[str, float] = OrderedDict()
+        self._ports: set[int] = set()
+        self._next_port = config.freeswitch_ports[0]
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self.clock
+        self._port: Any = None
+        self._tick_seconds: deque[float] = deque(maxlen=500)
+        self._frames_analysed = 0
+        self._listener_errors = 0
+
+    # -- service --------------------------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self._port = self.reactor.listenUDP(
+            self.config.port, self.receiver, interface=self.config.listen
+        )
+        self._loop.start(TICK, now=False)
+
+    def stopService(self) -> Any:  # noqa: N802
+        if self._loop.running:
+            self._loop.stop()
+        for stream in list(self._streams.values()):
+            stream.close()
+        port, self._port = self._port, None
+        super().stopService()
+        if port is not None:
+            return port.stopListening()
+        return None
+
+    @property
+    def address(self) -> Address:
+        """
+        Where the receiver listens (the port is real once the service runs, even for port 0).
+        """
+        host = self._port.getHost()
+        return (host.host, host.port)
+
+    # -- ports and streams ----------------------------------------------------------------
+
+    def allocate_port(self) -> int:
+        """
+        A FreeSWITCH-side port (from C{freeswitch_ports}) no stream uses; round robin, so a
+        port just released is not reused at once (late datagrams from the old call).
+        """
+        low, high = self.config.freeswitch_ports
+        size = high - low + 1
+        for _ in range(size):
+            port = self._next_port
+            self._next_port = low + (port - low + 1) % size
+            if port not in self._ports:
+                self._ports.add(port)
+                return port
+        raise RuntimeError(f"all {size} FreeSWITCH-side ports ({low}-{high}) are in use")
+
+    def release_port(self, port: int) -> None:
+        self._ports.discard(port)
+
+    def ms_since_answer(self, call_uuid: str) -> int:
+        answered = self._answered.get(call_uuid)
+        if answered is None:
+            return 0
+        return int(round((self.clock.seconds() - answered) * 1000))
+
+    def open_stream(
+        self,
+        call_uuid: str,
+        source: Address,
+        cpa: CpaConfig | None,
+        listener: StreamListener,
+        log_voice: Path | None = None,
+        rtp_log: Path | None = None,
+        media_format: str = "auto",
+    ) -> MediaStream:
+        """
+        Start taking the audio FreeSWITCH sends from C{source} (its address and the
+        FreeSWITCH-side port) for C{call_uuid}; analyse it with C{cpa} unless None.
+        C{media_format} is "auto" (raw L16 or RTP, told apart by the first datagram), or
+        "l16", "pcmu", "pcma" (raw, e.g. C{unicast} with C{flags: native}), "rtp".
+        """
+        source = (str(source[0]), int(source[1]))
+        if source in self._streams:
+            self._streams[source].close()
+        if call_uuid not in self._answered:
+            self._answered[call_uuid] = self.clock.seconds()
+            while len(self._answered) > REMEMBERED_CALLS:
+                self._answered.popitem(last=False)
+        voice = WavWriter(log_voice) if log_voice is not None else None
+        log_file = open(rtp_log, "a", encoding="utf-8") if rtp_log is not None else None  # noqa: SIM115
+        slot = self.engine.open(cpa) if cpa is not None else None
+        stream_input = StreamInput(media_format=media_format)
+        stream = MediaStream(self, call_uuid, source, stream_input, listener, slot, voice, log_file)
+        if log_file is not None:
+            stream_input.packet_log = stream._log_packet
+        self._streams[source] = stream
+        self.receiver.add_source(source, stream_input)
+        self.log.debug(
+            "Media stream for {call} from {source} (CPA {cpa})",
+            call=call_uuid,
+            source=source,
+            cpa=cpa is not None,
+        )
+        return stream
+
+    def forget_call(self, call_uuid: str) -> None:
+        """
+        The call ended: its time zero is no longer needed.
+        """
+        self._answered.pop(call_uuid, None)
+
+    def _close(self, stream: MediaStream) -> None:
+        if stream.closed:
+            return
+        stream.closed = True
+        if self._streams.get(stream.source) is stream:
+            del self._streams[stream.source]
+            self.receiver.remove_source(stream.source)
+        if stream.slot is not None:
+            self.engine.close(stream.slot)
+        if stream._voice is not None:
+            stream._voice.close()
+        if stream._rtp_log is not None:
+            stream._rtp_log.close()
+
+    # -- the tick -------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        started = time.perf_counter()
+        streams = list(self._streams.values())
+        by_slot: dict[int, MediaStream] = {}
+        batches: list[tuple[MediaStream, np.ndarray, np.ndarray]] = []
+        for stream in streams:
+            frames = stream.input.frames()
+            if len(frames):
+                stamps = stream._stamp(len(frames), self.ms_since_answer(stream.call_uuid))
+                batches.append((stream, frames, stamps))
+            if stream.slot is not None:
+                by_slot[stream.slot] = stream
+        outcomes: list[Outcome] = []
+        depth = max((len(f) for _, f, _ in batches), default=0)
+        for i in range(depth):
+            rows = [(s, f[i], t[i]) for s, f, t in batches if i < len(f)]
+            analysed = [(s.slot, f, t) for s, f, t in rows if s.slot is not None]
+            if analysed:
+                outcomes += self.engine.step(
+                    [slot for slot, _, _ in analysed],
+                    np.stack([f for _, f, _ in analysed]),
+                    [t for _, _, t in analysed],
+                )
+                self._frames_analysed += len(analysed)
+            for stream, frame, stamp in rows:
+                self._deliver_frame(stream, frame, int(stamp))
+        outcomes += self.engine.expire(
+            list(by_slot), [self.ms_since_answer(s.call_uuid) for s in by_slot.values()]
+        )
+        for slot, what in outcomes:
+            reported = by_slot.get(slot)
+            if reported is not None:
+                self._report(reported, what)
+        for stream in streams:
+            if stream._outgoing and not stream.closed:
+                self.receiver.send(stream._sender.encode(stream._outgoing.popleft()), stream.source)
+        elapsed = time.perf_counter() - started
+        self._tick_seconds.append(elapsed)
+        if self.metrics is not None:
+            self._update_metrics(elapsed, len(by_slot))
+
+    def _update_metrics(self, elapsed: float, cpa_streams: int) -> None:
+        assert self.metrics is not None
+        self.metrics.cpa_tick_seconds.observe(elapsed)
+        self.metrics.cpa_streams.set(cpa_streams)
+        counters = self.receiver.counters()
+        for reason in DROP_REASONS:
+            new = counters[reason] - self._dropped_reported[reason]
+            if new > 0:
+                self.metrics.media_packets_dropped.labels(reason).inc(new)
+                self._dropped_reported[reason] = counters[reason]
+
+    def _deliver_frame(self, stream: MediaStream, frame: np.ndarray, ms: int) -> None:
+        if stream.closed:
+            return
+        stream.frames += 1
+        if stream._voice is not None:
+            stream._voice.write(frame)
+        for consumer in list(stream._consumers):
+            try:
+                consumer(frame, ms)
+            except Exception:
+                self._listener_errors += 1
+                self.log.failure("Audio consumer of {call} failed", call=stream.call_uuid)
+
+    def _report(self, stream: MediaStream, what: Detection | Done) -> None:
+        try:
+            if isinstance(what, Done):
+                stream.listener.cpa_done(stream.call_uuid, what.ms, what.reason)
+            else:
+                stream.listener.cpa_detection(stream.call_uuid, what)
+        except Exception:
+            self._listener_errors += 1
+            self.log.failure("CPA listener of {call} failed", call=stream.call_uuid)
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        ticks = list(self._tick_seconds)
+        return {
+            "listen": f"{self.config.listen}:{self.config.port}",
+            "streams": len(self._streams),
+            "cpa_streams": sum(1 for s in self._streams.values() if s.slot is not None),
+            "freeswitch_ports_in_use": len(self._ports),
+            "frames_analysed": self._frames_analysed,
+            "tick_ms": {
+                "last": round(ticks[-1] * 1000, 3) if ticks else None,
+                "mean": round(float(np.mean(ticks)) * 1000, 3) if ticks else None,
+                "max": round(max(ticks) * 1000, 3) if ticks else None,
+            },
+            "packets": self.receiver.counters(),
+            "listener_errors": self._listener_errors,
+        }
