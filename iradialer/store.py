@@ -368,7 +368,10 @@ class Store(Service):
         self._closed = True
         self._stopped = Deferred()
         self._hand_over()
-        self._queue.put(None)
+        if self._thread is None or not self._thread.is_alive():
+            self._closed_down()  # never started: only fail what was queued
+        else:
+            self._queue.put(None)
         return self._stopped
 
     def status(self) -> dict[str, Any]:

@@ -220,6 +220,15 @@ async def test_stop_finishes_queued_work_then_refuses(store, tmp_path):
         await again.stopService()
 
 
+def test_stopping_a_store_never_started_fails_its_queued_work(tmp_path):
+    """A store stopped without having started answers what was queued, and stops at once."""
+    store = Store(tmp_path / "s.sqlite", reactor=ThreadedMemoryReactor())
+    errors: list = []
+    store.run(lambda conn: 1).addErrback(errors.append)
+    assert store.stopService().called
+    assert errors[0].check(StoreError) and "closed" in errors[0].getErrorMessage()
+
+
 def test_second_process_is_locked_out(tmp_path):
     """
     Two servers on one store file would deliver every webhook twice and out of order: the
