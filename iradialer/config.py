@@ -16,7 +16,7 @@ import re
 import secrets
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,26 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """
+    Webhook delivery (C{[webhooks]}).  Times are seconds.  Retry C{n} (after the C{n}-th
+    failed attempt) waits C{min(backoff_max, backoff_initial * backoff_multiplier ** (n - 1))},
+    scaled by a random factor within C{1 +/- jitter}.
+    """
+
+    timeout: float = 10.0
+    attempts: int = 5
+    backoff_initial: float = 2.0
+    backoff_multiplier: float = 4.0
+    backoff_max: float = 300.0
+    jitter: float = 0.2
+    concurrency: int = 1000
+    tenant_concurrency: int = 100
+    sequence_retention_days: float = 7.0
+    dead_letter_retention_days: float = 30.0
+
+
+@dataclass(frozen=True)
 class ManholeConfig:
     listen: str | None
     host_key: Path
@@ -124,6 +144,7 @@ class Config:
     tenants: tuple[TenantConfig, ...]
     asr_applications: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     polly: PollyConfig | None = None
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     gateways: tuple[GatewayConfig, ...] = ()
 
     def with_overrides(
@@ -202,6 +223,7 @@ class Config:
                 "region": self.polly.region, "access_key_id": self.polly.access_key_id,
                 "secret_access_key": "***", "cache_dir": str(self.polly.cache_dir),
                 "endpoint": self.polly.endpoint}},
+            "webhooks": asdict(self.webhooks),
             "gateways": [
                 {"name": g.name, "cps": g.cps, "max_calls": g.max_calls} for g in self.gateways
             ],
@@ -422,6 +444,7 @@ def _read_config(top: _Table) -> Config:
         raise top.error("api.admin_token", "must differ from every tenant token")
     asr = _read_asr(top.table("asr"))
     polly = _read_tts(top.table("tts"), media.files_dir)
+    webhooks = _read_webhooks(top.table("webhooks"))
     gateways = tuple(_read_gateway(g) for g in top.tables("gateway"))
     _check_unique(top, "gateway", [g.name for g in gateways], "name")
     top.done()
@@ -435,6 +458,7 @@ def _read_config(top: _Table) -> Config:
         tenants=tenants,
         asr_applications=asr,
         polly=polly,
+        webhooks=webhooks,
         gateways=gateways,
     )
 
@@ -593,3 +617,29 @@ def _read_tts(t: _Table, files_dir: Path) -> PollyConfig | None:
         p.done()
     t.done()
     return polly
+
+
+def _read_webhooks(t: _Table) -> WebhookConfig:
+    default = WebhookConfig()
+    config = WebhookConfig(
+        timeout=t.number("timeout", default.timeout, low=0.1),
+        attempts=t.integer("attempts", default.attempts, low=1, high=100),
+        backoff_initial=t.number("backoff_initial", default.backoff_initial, low=0.0),
+        backoff_multiplier=t.number("backoff_multiplier", default.backoff_multiplier, low=1.0),
+        backoff_max=t.number("backoff_max", default.backoff_max, low=0.0),
+        jitter=t.number("jitter", default.jitter, low=0.0),
+        concurrency=t.integer("concurrency", default.concurrency, low=1, high=10000),
+        tenant_concurrency=t.integer(
+            "tenant_concurrency", default.tenant_concurrency, low=1, high=10000
+        ),
+        sequence_retention_days=t.number(
+            "sequence_retention_days", default.sequence_retention_days, low=0.0
+        ),
+        dead_letter_retention_days=t.number(
+            "dead_letter_retention_days", default.dead_letter_retention_days, low=0.0
+        ),
+    )
+    if config.jitter >= 1.0:
+        raise t.error("jitter", f"must be below 1, got {config.jitter}")
+    t.done()
+    return config

@@ -131,7 +131,7 @@ class Metrics:
         )
         self.webhook_failures = Counter(
             "iradialer_webhook_failures",
-            "Webhook delivery attempts that failed (timeout, connection, http_4xx, http_5xx)",
+            "Webhook delivery attempts that failed (timeout, connection, refused, http_3xx...5xx)",
             ["tenant", "reason"],
             registry=r,
         )

@@ -24,6 +24,8 @@ from iradialer.domain.pacing import Pacer
 from iradialer.domain.tenants import LicenseLedger, TenantDirectory
 from iradialer.metrics import Metrics
 from iradialer.status import CallRecorder, StatusBoard
+from iradialer.store import Store
+from iradialer.webhooks import WebhookService
 
 
 class LiveConfig:
@@ -53,7 +55,7 @@ class LiveConfig:
             api=replace(self.current.api, admin_token=new.api.admin_token),
             gateways=new.gateways,
         )
-        for section in ("freeswitch", "media", "store", "manhole", "asr_applications"):
+        for section in ("freeswitch", "media", "store", "manhole", "asr_applications", "webhooks"):
             if getattr(new, section) != getattr(applied, section):
                 self.log.warn(
                     "Configuration {section} changed in {path}; it takes effect on restart",
@@ -161,6 +163,13 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
     status_board.add_source("pacing", pacer.status, scope="tenant")
     metrics.before_scrape(lambda: metrics.set_licenses(status_board.license_figures()))
 
+    store = Store(config.store.path, reactor=reactor)
+    _named(store, "store", root)
+    webhooks = WebhookService(store, directory, reactor, settings=config.webhooks, metrics=metrics)
+    _named(webhooks, "webhooks", root)
+    status_board.add_source("webhooks", webhooks.status)
+    metrics.before_scrape(lambda: metrics.webhook_outbox_depth.set(webhooks.outbox_depth))
+
     api = DialerAPI(
         directory=directory,
         ledger=ledger,
@@ -179,6 +188,7 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
 
         namespace = {"root": root, "api": api, "live": live, "ledger": ledger, "reactor": reactor}
         namespace.update(metrics=metrics, status_board=status_board, pacer=pacer)
+        namespace.update(webhooks=webhooks)
         _named(
             make_manhole_service(config.manhole, namespace, reactor, config.source), "manhole", root
         )

@@ -5,10 +5,14 @@ Small helpers shared by tests: configuration files and in-process HTTP.
 from __future__ import annotations
 
 import json
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from treq.testing import StubTreq
+from twisted.internet.testing import MemoryReactorClock
 
 TENANTS = """
 [[tenant]]
@@ -62,3 +66,31 @@ async def call(
     except ValueError:
         decoded = raw
     return response.code, decoded, response.headers
+
+
+class ThreadedMemoryReactor(MemoryReactorClock):
+    """
+    A C{MemoryReactorClock} that also takes C{callFromThread}, as the store's thread hands its
+    results back with it: a call from the main thread (a signal handler) runs at once, calls
+    from other threads wait for L{run_thread_calls}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread_calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple, dict]] = (
+            queue.SimpleQueue()
+        )
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            f(*args, **kwargs)
+        else:
+            self.thread_calls.put((f, args, kwargs))
+
+    def run_thread_calls(self) -> int:
+        count = 0
+        while not self.thread_calls.empty():
+            f, args, kwargs = self.thread_calls.get()
+            f(*args, **kwargs)
+            count += 1
+        return count

@@ -11,13 +11,13 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from iradialer.tap import Options, makeService
-from tests.helpers import TENANTS, call, write_config
+from tests.helpers import TENANTS, ThreadedMemoryReactor, call, write_config
 
 
 def make(tmp_path, *args: str, extra: str = ""):
     options = Options()
     options.parseOptions(["--config", str(write_config(tmp_path, extra)), *args])
-    reactor = MemoryReactorClock()
+    reactor = ThreadedMemoryReactor()
     return makeService(options, reactor=reactor), reactor
 
 
@@ -112,8 +112,7 @@ def test_sighup_reloads(tmp_path):
     options = Options()
     path = write_config(tmp_path)
     options.parseOptions(["--config", str(path)])
-    reactor = MemoryReactorClock()
-    reactor.callFromThread = lambda f, *a, **kw: f(*a, **kw)
+    reactor = ThreadedMemoryReactor()
     service = makeService(options, reactor=reactor)
     service.startService()
     try:
