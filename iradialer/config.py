@@ -75,6 +75,8 @@ class FreeSwitchConfig:
     simulate: bool
     scenarios: Path | None
     nodes: tuple[NodeConfig, ...]
+    simulator_listen: str = "tcp:8021:interface=127.0.0.1"
+    simulator_password: str = "ClueCon"
 
 
 @dataclass(frozen=True)
@@ -490,8 +492,16 @@ def _read_freeswitch(t: _Table) -> FreeSwitchConfig:
     _check_unique(t, "node", [n.name for n in nodes], "name")
     if not simulate and not nodes:
         raise t.error("node", "at least one [[freeswitch.node]] is needed unless simulate = true")
+    simulator_listen = t.endpoint("simulator_listen", "tcp:8021:interface=127.0.0.1")
+    simulator_password = t.string("simulator_password", "ClueCon", pattern=r"[^\s]{1,128}")
     t.done()
-    return FreeSwitchConfig(simulate=simulate, scenarios=scenarios, nodes=nodes)
+    return FreeSwitchConfig(
+        simulate=simulate,
+        scenarios=scenarios,
+        nodes=nodes,
+        simulator_listen=simulator_listen,
+        simulator_password=simulator_password,
+    )
 
 
 def _read_node(t: _Table) -> NodeConfig:
@@ -513,7 +523,7 @@ def _read_media(t: _Table) -> MediaConfig:
         ipaddress.ip_address(listen)
     except ValueError:
         raise t.error("listen", f"{listen!r} is not an IP address") from None
-    port = t.integer("port", 9000, low=1, high=65535)
+    port = t.integer("port", 9000, low=0, high=65535)
     ports = t.string("freeswitch_ports", "30000-39999", pattern=r"\d{1,5}-\d{1,5}")
     low, high = (int(p) for p in ports.split("-"))
     if not 1 <= low <= high <= 65535:

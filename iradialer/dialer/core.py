@@ -100,6 +100,26 @@ class Dialer(Service):
         """Have C{hook(call)} called once when a call has ended (to release what it held)."""
         self._hangup_hooks.append(hook)
 
+    def status(self, tenant_id: str | None) -> dict[str, Any]:
+        """
+        The status board's section: live calls by state (one tenant's, or everyone's for
+        the admin).
+        """
+        calls = [c for c in self.calls.values() if tenant_id in (None, c.tenant_id)]
+        by_state: dict[str, int] = {}
+        for call in calls:
+            key = call.progress.value if call.place is Place.NONE else call.place.value
+            by_state[key] = by_state.get(key, 0) + 1
+        return {
+            "active_calls": len(calls),
+            "calls_by_state": by_state,
+            "cpa_sessions": sum(1 for c in calls if c.uuid in self.analysis.sessions),
+            "conferences": sum(
+                1 for conf in self.conferences.by_name.values()
+                if conf.members and tenant_id in (None, conf.tenant_id)
+            ),
+        }
+
     # -- lookups ----------------------------------------------------------------------------
 
     def lookup(self, tenant: TenantConfig, call_uuid: str, action: Action) -> Call:
