@@ -221,10 +221,17 @@ class Config:
                 for t in self.tenants
             ],
             "asr": {"applications": sorted(self.asr_applications)},
-            "tts": {"polly": None if self.polly is None else {
-                "region": self.polly.region, "access_key_id": self.polly.access_key_id,
-                "secret_access_key": "***", "cache_dir": str(self.polly.cache_dir),
-                "endpoint": self.polly.endpoint}},
+            "tts": {
+                "polly": None
+                if self.polly is None
+                else {
+                    "region": self.polly.region,
+                    "access_key_id": self.polly.access_key_id,
+                    "secret_access_key": "***",
+                    "cache_dir": str(self.polly.cache_dir),
+                    "endpoint": self.polly.endpoint,
+                }
+            },
             "webhooks": asdict(self.webhooks),
             "gateways": [
                 {"name": g.name, "cps": g.cps, "max_calls": g.max_calls} for g in self.gateways
@@ -616,7 +623,9 @@ def _read_tts(t: _Table, files_dir: Path) -> PollyConfig | None:
         p = t.table("polly")
         cache = p.path("cache_dir", str(files_dir / "tts-cache"))
         if not cache.is_relative_to(files_dir):
-            raise p.error("cache_dir", "must be inside media.files_dir, where FreeSWITCH plays from")
+            raise p.error(
+                "cache_dir", "must be inside media.files_dir, where FreeSWITCH plays from"
+            )
         polly = PollyConfig(
             region=p.string("region", pattern=r"[a-z]{2}(-[a-z]+)+-\d"),
             access_key_id=p.string("access_key_id"),

@@ -23,13 +23,13 @@ from iradialer import __version__
 from iradialer.api.app import DialerAPI
 from iradialer.api.site import ApiSite
 from iradialer.config import Config, ConfigError, NodeConfig, load
-from iradialer.domain.pacing import Pacer
-from iradialer.domain.tenants import LicenseLedger, TenantDirectory
-from iradialer.metrics import Metrics
-from iradialer.status import CallRecorder, StatusBoard
 from iradialer.dialer.core import Dialer
 from iradialer.dialer.records import Records
+from iradialer.domain.pacing import Pacer
+from iradialer.domain.tenants import LicenseLedger, TenantDirectory
 from iradialer.freeswitch.pool import NodePool
+from iradialer.metrics import Metrics
+from iradialer.status import CallRecorder, StatusBoard
 from iradialer.store import Store
 from iradialer.webhooks import WebhookService
 
@@ -200,6 +200,7 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
         recorder=recorder,
         clock=reactor,
         tts=_tts_engines(config, reactor),
+        asr_applications=_asr_applications(config, reactor),
     )
     _named(dialer, "calls", root)
     pool = NodePool(nodes, reactor, dialer, connect)
@@ -279,10 +280,21 @@ class _WhenListening:
     def connect(self, factory: Any) -> Deferred[Any]:
         d = self.simulator.when_listening()
         d.addCallback(
-            lambda port: TCP4ClientEndpoint(self.reactor, "127.0.0.1", port.getHost().port)
-            .connect(factory)
+            lambda port: TCP4ClientEndpoint(self.reactor, "127.0.0.1", port.getHost().port).connect(
+                factory
+            )
         )
         return d
+
+
+def _asr_applications(config: Config, reactor: Any) -> dict[str, Any]:
+    if not config.asr_applications:
+        return {}
+    import treq
+
+    from iradialer.asr.applications import build_applications
+
+    return build_applications(config.asr_applications, treq, reactor)
 
 
 def _tts_engines(config: Config, reactor: Any) -> dict[str, Any]:

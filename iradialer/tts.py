@@ -90,8 +90,19 @@ def wav_bytes(pcm: bytes, rate: int = 8000) -> bytes:
     """A mono 16-bit PCM WAV file around C{pcm}."""
     header = struct.pack(
         "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16,
-        b"data", len(pcm),
+        b"RIFF",
+        36 + len(pcm),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        rate,
+        rate * 2,
+        2,
+        16,
+        b"data",
+        len(pcm),
     )
     return header + pcm
 
@@ -129,13 +140,21 @@ class Polly:
         if path.exists():
             return path
         body = json.dumps(
-            {"OutputFormat": "pcm", "SampleRate": "8000", "Text": text, "TextType": "text",
-             "VoiceId": voice}
+            {
+                "OutputFormat": "pcm",
+                "SampleRate": "8000",
+                "Text": text,
+                "TextType": "text",
+                "VoiceId": voice,
+            }
         ).encode()
         headers = {"content-type": "application/json"}
         headers.update(
             sign_v4(
-                "POST", self.settings.url, headers, body,
+                "POST",
+                self.settings.url,
+                headers,
+                body,
                 access_key=self.settings.access_key_id,
                 secret_key=self.settings.secret_access_key,
                 region=self.settings.region,
@@ -153,12 +172,15 @@ class Polly:
                 reason = json.loads(content).get("message", "")
             except ValueError:
                 reason = content[:200].decode("utf-8", "replace")
-            raise DialerError(Status.PLAY_MEDIA_ERROR,
-                              f"polly refused to synthesize (HTTP {response.code}): {reason}")
+            raise DialerError(
+                Status.PLAY_MEDIA_ERROR,
+                f"polly refused to synthesize (HTTP {response.code}): {reason}",
+            )
         self.settings.cache_dir.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.part")
         partial.write_bytes(wav_bytes(content))
         partial.replace(path)
-        self.log.info("Polly synthesized {chars} characters as {path}", chars=len(text),
-                      path=str(path))
+        self.log.info(
+            "Polly synthesized {chars} characters as {path}", chars=len(text), path=str(path)
+        )
         return path

@@ -89,10 +89,12 @@ class Stack:
         self.hook_url = ""
         self._ports: list[Any] = []
 
-    async def start(self, extra: str = "", scenarios: str = SCENARIOS, tenants: str = TENANTS
-                    ) -> Stack:
+    async def start(
+        self, extra: str = "", scenarios: str = SCENARIOS, tenants: str = TENANTS
+    ) -> Stack:
         port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
-            Site(self.receiver))
+            Site(self.receiver)
+        )
         self._ports.append(port)
         self.hook_url = f"http://127.0.0.1:{port.getHost().port}/hook"
         sounds = self.tmp_path / "sounds"
@@ -107,8 +109,7 @@ class Stack:
             '[media]\nlisten = "127.0.0.1"\nport = 0\nfreeswitch_ports = "41000-41999"\n'
             f'files_dir = "{sounds}"\n'
             f'[store]\npath = "{self.tmp_path / "store.sqlite"}"\n'
-            "[webhooks]\nbackoff_initial = 0.1\nattempts = 5\ntimeout = 5.0\n"
-            + extra + tenants
+            "[webhooks]\nbackoff_initial = 0.1\nattempts = 5\ntimeout = 5.0\n" + extra + tenants
         )
         options = Options()
         options.parseOptions(["--config", str(config)])
@@ -148,8 +149,9 @@ class Stack:
         for port in self._ports:
             await port.stopListening()
 
-    async def post(self, name: str, body: Any, token: str | None = "acme-token-1"
-                   ) -> tuple[int, Any]:
+    async def post(
+        self, name: str, body: Any, token: str | None = "acme-token-1"
+    ) -> tuple[int, Any]:
         headers = {"Content-Type": ["application/json"]}
         if token is not None:
             headers["Authorization"] = [f"Bearer {token}"]
@@ -164,15 +166,22 @@ class Stack:
         return response.code, json.loads(await response.content())
 
     def events(self, call_uuid: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.receiver.accepted()
-                if call_uuid is None or e.get("call_uuid") == call_uuid]
+        return [
+            e
+            for e in self.receiver.accepted()
+            if call_uuid is None or e.get("call_uuid") == call_uuid
+        ]
 
     def names(self, call_uuid: str) -> list[str]:
         return [e["event"] for e in self.events(call_uuid)]
 
-    async def wait_for(self, call_uuid: str | None, event: str,
-                       where: Callable[[dict[str, Any]], bool] = lambda e: True,
-                       timeout: float = TIMEOUT) -> dict[str, Any]:
+    async def wait_for(
+        self,
+        call_uuid: str | None,
+        event: str,
+        where: Callable[[dict[str, Any]], bool] = lambda e: True,
+        timeout: float = TIMEOUT,
+    ) -> dict[str, Any]:
         """The first accepted event C{event} of the call matching C{where}, waiting for it."""
 
         def found() -> dict[str, Any] | None:
@@ -192,12 +201,18 @@ class Stack:
         assert result is not None
         return result
 
-    async def make_call(self, to: str = "15550000001", token: str = "acme-token-1",
-                        **extra: Any) -> str:
+    async def make_call(
+        self, to: str = "15550000001", token: str = "acme-token-1", **extra: Any
+    ) -> str:
         code, body = await self.post(
             "makecall",
-            {"gateway": "sofia/gateway/sim", "to": to, "from": "15559990000",
-             "event_url": self.hook_url, **extra},
+            {
+                "gateway": "sofia/gateway/sim",
+                "to": to,
+                "from": "15559990000",
+                "event_url": self.hook_url,
+                **extra,
+            },
             token,
         )
         assert code == 200, body

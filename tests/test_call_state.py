@@ -5,15 +5,21 @@ state allows (with the Appendix B code that says why not).
 
 from __future__ import annotations
 
-import pytest
-
 from iradialer.domain.calls import Action, Call, Place, Progress
 from iradialer.domain.errors import DialerError
 
 
 def new_call() -> Call:
-    return Call(uuid="u1", tenant_id="acme", node="fs1", event_url="http://x/", to="15550001",
-                from_="15550002", gateway="sofia/gateway/sim", created_at=100.0)
+    return Call(
+        uuid="u1",
+        tenant_id="acme",
+        node="fs1",
+        event_url="http://x/",
+        to="15550001",
+        from_="15550002",
+        gateway="sofia/gateway/sim",
+        created_at=100.0,
+    )
 
 
 def code_of(call: Call, action: Action) -> int | None:
@@ -39,7 +45,14 @@ def test_normal_life():
     assert (call.progress, call.place, call.ended_at) == (Progress.HUNGUP, Place.NONE, 110)
     assert not call.apply("answered", 111), "nothing happens after hangup"
     assert [e["signal"] for e in call.timeline] == [
-        "ringing", "answered", "moving", "joined", "left", "parked", "hungup"]
+        "ringing",
+        "answered",
+        "moving",
+        "joined",
+        "left",
+        "parked",
+        "hungup",
+    ]
 
 
 def test_moving_between_conferences_records_the_new_one():

@@ -24,7 +24,13 @@ async def test_makecall_then_dropcall(stack: Stack):
     hangup = await stack.wait_for(call_uuid, "hangup")
     quality = await stack.wait_for(call_uuid, "call_quality")
     assert stack.names(call_uuid) == [
-        "originate", "started", "ringing", "answered", "hangup", "call_quality"]
+        "originate",
+        "started",
+        "ringing",
+        "answered",
+        "hangup",
+        "call_quality",
+    ]
     assert [e["sequence"] for e in stack.events(call_uuid)] == [1, 2, 3, 4, 5, 6]
     assert hangup["reason_code"] == hangup["event_data"] == "NORMAL_CLEARING"
     assert hangup["q850"] == 16 and hangup["duration_ms"] > 0 and hangup["billsec"] >= 0
@@ -69,8 +75,15 @@ async def test_licenses_used_up(stack: Stack):
     for _ in range(2):
         await stack.make_call("15550000001", token="globex-token-1")
     code, body = await stack.post(
-        "makecall", {"gateway": "sofia/gateway/sim", "to": "15550000001", "from": "15559990000",
-                     "event_url": stack.hook_url}, "globex-token-1")
+        "makecall",
+        {
+            "gateway": "sofia/gateway/sim",
+            "to": "15550000001",
+            "from": "15559990000",
+            "event_url": stack.hook_url,
+        },
+        "globex-token-1",
+    )
     assert (code, body["status_code"]) == (400, 109)
     assert body["message"] == "Tenant has used up all the available iraDial licenses [2/2]"
 
@@ -78,14 +91,21 @@ async def test_licenses_used_up(stack: Stack):
 @pytest_twisted.ensureDeferred
 async def test_makecall_refusals(stack: Stack):
     """Each refusal is the contract's error with its code; none takes a license."""
-    base = {"gateway": "sofia/gateway/sim", "to": "15550000001", "from": "15559990000",
-            "event_url": stack.hook_url}
+    base = {
+        "gateway": "sofia/gateway/sim",
+        "to": "15550000001",
+        "from": "15559990000",
+        "event_url": stack.hook_url,
+    }
     cases = [
         ({**base, "gateway": "sofia/gateway/other"}, 400, 128),
         ({**base, "enable_cpa": "yes"}, 400, 100),
         ({**base, "enable_cpa": "yes", "config_name": "nosuch"}, 400, 100),
-        ({**base, "join_conf": "yes", "add_to_conf": "6a0c3c3e-0000-4000-8000-000000000000"},
-         404, 107),
+        (
+            {**base, "join_conf": "yes", "add_to_conf": "6a0c3c3e-0000-4000-8000-000000000000"},
+            404,
+            107,
+        ),
         ({**base, "to": "1555000000,1"}, 400, 135),
         ({**base, "event_url": "http://10.1.2.3/hook"}, 200, None),
         ({k: v for k, v in base.items() if k != "from"}, 400, 135),
@@ -105,11 +125,18 @@ async def test_private_event_url_refused_without_allowance(tmp_path):
     from tests.e2e import TENANTS
 
     stack = await Stack(tmp_path).start(
-        tenants=TENANTS.replace("allow_private_webhooks = true", "allow_private_webhooks = false"))
+        tenants=TENANTS.replace("allow_private_webhooks = true", "allow_private_webhooks = false")
+    )
     try:
         code, body = await stack.post(
-            "makecall", {"gateway": "sofia/gateway/sim", "to": "15550000001",
-                         "from": "15559990000", "event_url": stack.hook_url})
+            "makecall",
+            {
+                "gateway": "sofia/gateway/sim",
+                "to": "15550000001",
+                "from": "15559990000",
+                "event_url": stack.hook_url,
+            },
+        )
         assert (code, body["status_code"]) == (400, 128)
         assert "loopback" in body["message"] or "private" in body["message"]
     finally:
@@ -120,8 +147,9 @@ async def test_private_event_url_refused_without_allowance(tmp_path):
 async def test_getdetails(stack: Stack):
     """Details in the response and as a get_details event to the request's event_url."""
     call_uuid = await stack.answered_call()
-    code, body = await stack.post("getdetails", {"call_uuid": call_uuid,
-                                                 "event_url": stack.hook_url + "?details"})
+    code, body = await stack.post(
+        "getdetails", {"call_uuid": call_uuid, "event_url": stack.hook_url + "?details"}
+    )
     assert code == 200
     details = body["details"]
     assert details["state"] == "answered" and details["place"] == "parked"
@@ -136,13 +164,14 @@ async def test_calls_are_scoped_to_their_tenant(stack: Stack):
     """Another tenant's call is reported exactly like one that does not exist."""
     call_uuid = await stack.answered_call()
     for name in ("dropcall", "getdetails", "playtext", "mute", "senddtmf", "bridgecall"):
-        body = {"call_uuid": call_uuid, "event_url": stack.hook_url, "text": "hi",
-                "digits": "1"}
+        body = {"call_uuid": call_uuid, "event_url": stack.hook_url, "text": "hi", "digits": "1"}
         code, answer = await stack.post(name, body, token="globex-token-1")
         assert (code, answer["status_code"]) == (404, 107), name
         code, unknown = await stack.post(
-            name, {**body, "call_uuid": "00000000-0000-4000-8000-000000000000"},
-            token="globex-token-1")
+            name,
+            {**body, "call_uuid": "00000000-0000-4000-8000-000000000000"},
+            token="globex-token-1",
+        )
         assert unknown == answer, name
     assert "hangup" not in stack.names(call_uuid)
 

@@ -41,8 +41,9 @@ async def test_bridge_member_ops_and_park(stack: Stack):
     assert (code, body["status_code"]) == (400, 123)
     code, body = await stack.post("hold", {"call_uuid": second})
     assert (code, body["status_code"]) == (400, 125)
-    code, body = await stack.post("getsimpledtmf", {"call_uuid": first,
-                                                    "event_url": stack.hook_url})
+    code, body = await stack.post(
+        "getsimpledtmf", {"call_uuid": first, "event_url": stack.hook_url}
+    )
     assert (code, body["status_code"]) == (400, 117)
 
 
@@ -58,8 +59,9 @@ async def test_multiconf_and_conference_ownership(stack: Stack):
     assert (code, body["status_code"]) == (400, 136)
     theirs = await stack.make_call("15550000006", token="globex-token-1")
     await stack.wait_for(theirs, "answered")
-    code, body = await stack.post("bridgecall", {"call_uuid": theirs, "conf_uuid": conf_uuid},
-                                  token="globex-token-1")
+    code, body = await stack.post(
+        "bridgecall", {"call_uuid": theirs, "conf_uuid": conf_uuid}, token="globex-token-1"
+    )
     assert (code, body["status_code"]) == (404, 107)
 
 
@@ -68,9 +70,17 @@ async def test_join_conf_and_add_to_conf(stack: Stack):
     """makecall with join_conf puts the answered call in its new conference (conf_uuid in
     the response) and brings the add_to_conf call along."""
     agent = await stack.answered_call("15550000006")
-    code, body = await stack.post("makecall", {
-        "gateway": "sofia/gateway/sim", "to": "15550000006", "from": "15559990000",
-        "event_url": stack.hook_url, "join_conf": "yes", "add_to_conf": agent})
+    code, body = await stack.post(
+        "makecall",
+        {
+            "gateway": "sofia/gateway/sim",
+            "to": "15550000006",
+            "from": "15559990000",
+            "event_url": stack.hook_url,
+            "join_conf": "yes",
+            "add_to_conf": agent,
+        },
+    )
     assert code == 200, body
     customer, conf_uuid = body["call_uuid"], body["conf_uuid"]
     joined = await stack.wait_for(customer, "CONF-add-member")

@@ -12,8 +12,14 @@ from tests.e2e import Stack, stack_fixture
 
 stack = stack_fixture()
 
-CPA = {"request_name": "set_cpa_params", "tenant_id": "acme", "api_version": "1.1",
-       "config_name": "amd", "analysis": "amd", "total_timeout": "15000"}
+CPA = {
+    "request_name": "set_cpa_params",
+    "tenant_id": "acme",
+    "api_version": "1.1",
+    "config_name": "amd",
+    "analysis": "amd",
+    "total_timeout": "15000",
+}
 
 
 @pytest_twisted.ensureDeferred
@@ -26,8 +32,9 @@ async def test_setcpaparams_checks_tenant_and_meaning(stack: Stack):
     assert code == 401
     code, body = await stack.post("setcpaparams", {**CPA, "break_events": "LV,ZZ"})
     assert (code, body["status_code"]) == (400, 129) and "break_events" in body["message"]
-    code, body = await stack.post("setcpaparams", {k: v for k, v in CPA.items()
-                                                   if k != "config_name"})
+    code, body = await stack.post(
+        "setcpaparams", {k: v for k, v in CPA.items() if k != "config_name"}
+    )
     assert (code, body["message"]) == (400, "'config_name' is a required property")
 
 
@@ -79,8 +86,9 @@ async def test_playfile_and_its_play_done(stack: Stack):
         w.setframerate(8000)
         w.writeframes(b"\x00\x10" * 2400)
     call_uuid = await stack.answered_call("15550000006")
-    code, body = await stack.post("playfile", {"call_uuid": call_uuid, "filename": "hello.wav",
-                                               "loop_count": 2})
+    code, body = await stack.post(
+        "playfile", {"call_uuid": call_uuid, "filename": "hello.wav", "loop_count": 2}
+    )
     assert code == 200 and body["play_id"]
     done = await stack.wait_for(call_uuid, "play_done")
     assert done["play_id"] == body["play_id"] and "status_code" not in done
@@ -92,8 +100,13 @@ async def test_playfile_and_its_play_done(stack: Stack):
 @pytest_twisted.ensureDeferred
 async def test_playfile_refuses_names_outside_files_dir(stack: Stack):
     call_uuid = await stack.answered_call("15550000006")
-    for name, code in [("../etc/passwd.wav", 128), ("/etc/x.wav", 128), ("a b.wav", 128),
-                       ("missing.wav", 103), ("notes.txt", 128)]:
+    for name, code in [
+        ("../etc/passwd.wav", 128),
+        ("/etc/x.wav", 128),
+        ("a b.wav", 128),
+        ("missing.wav", 103),
+        ("notes.txt", 128),
+    ]:
         got, body = await stack.post("playfile", {"call_uuid": call_uuid, "filename": name})
         assert (got, body["status_code"]) == (400, code), (name, body)
 
@@ -103,29 +116,33 @@ async def test_playtext_and_stopplay(stack: Stack):
     """Text is spoken by flite; stopplay breaks it off and play_done says so."""
     call_uuid = await stack.answered_call("15550000006")
     text = "This is a long message that takes several seconds to say, so we can stop it."
-    code, body = await stack.post("playtext", {"call_uuid": call_uuid, "text": text,
-                                               "tts_voice": "Kal"})
+    code, body = await stack.post(
+        "playtext", {"call_uuid": call_uuid, "text": text, "tts_voice": "Kal"}
+    )
     assert code == 200, body
     code, stopped = await stack.post("stopplay", {"call_uuid": call_uuid})
     assert code == 200 and stopped["stopped"] == [body["play_id"]]
     done = await stack.wait_for(call_uuid, "play_done")
     assert done["status"] == "Play was stopped"
-    code, body = await stack.post("playtext", {"call_uuid": call_uuid, "text": "x",
-                                               "tts_voice": "nobody"})
+    code, body = await stack.post(
+        "playtext", {"call_uuid": call_uuid, "text": "x", "tts_voice": "nobody"}
+    )
     assert (code, body["status_code"]) == (400, 128)
 
 
 @pytest_twisted.ensureDeferred
 async def test_playurl(stack: Stack):
     call_uuid = await stack.answered_call("15550000006")
-    code, body = await stack.post("playurl", {"call_uuid": call_uuid,
-                                              "url": "example.com/prompts/hello.wav"})
+    code, body = await stack.post(
+        "playurl", {"call_uuid": call_uuid, "url": "example.com/prompts/hello.wav"}
+    )
     assert code == 200, body
     await stack.wait_for(call_uuid, "play_done")
     code, body = await stack.post("playurl", {"call_uuid": call_uuid, "url": "ftp://x/y.wav"})
     assert (code, body["status_code"]) == (400, 128)
-    code, body = await stack.post("playurl", {"call_uuid": call_uuid,
-                                              "url": "http://x/${system rm}.wav"})
+    code, body = await stack.post(
+        "playurl", {"call_uuid": call_uuid, "url": "http://x/${system rm}.wav"}
+    )
     assert (code, body["status_code"]) == (400, 128)
 
 
@@ -133,10 +150,20 @@ async def test_playurl(stack: Stack):
 async def test_getvaliddtmf_collects_digits(stack: Stack):
     """The callee of ...0013 presses 1234# after each prompt: collected, with var_name."""
     call_uuid = await stack.answered_call("15550000013")
-    code, body = await stack.post("getvaliddtmf", {
-        "call_uuid": call_uuid, "event_url": stack.hook_url, "var_name": "pin",
-        "minimum_digits": 4, "maximum_digits": 4, "term_keys": "#", "reg_expr": "^[0-9]+$",
-        "audio_type": "tts", "prompt_message": "Please enter your PIN: four digits, it's easy."})
+    code, body = await stack.post(
+        "getvaliddtmf",
+        {
+            "call_uuid": call_uuid,
+            "event_url": stack.hook_url,
+            "var_name": "pin",
+            "minimum_digits": 4,
+            "maximum_digits": 4,
+            "term_keys": "#",
+            "reg_expr": "^[0-9]+$",
+            "audio_type": "tts",
+            "prompt_message": "Please enter your PIN: four digits, it's easy.",
+        },
+    )
     assert code == 200, body
     event = await stack.wait_for(call_uuid, "dtmf")
     assert (event["digits"], event["var_name"], event["status"]) == ("1234", "pin", "collected")
@@ -145,8 +172,10 @@ async def test_getvaliddtmf_collects_digits(stack: Stack):
 @pytest_twisted.ensureDeferred
 async def test_getsimpledtmf_times_out(stack: Stack):
     call_uuid = await stack.answered_call("15550000006")
-    code, body = await stack.post("getsimpledtmf", {
-        "call_uuid": call_uuid, "event_url": stack.hook_url, "digit_count": 2, "timeout": 1})
+    code, body = await stack.post(
+        "getsimpledtmf",
+        {"call_uuid": call_uuid, "event_url": stack.hook_url, "digit_count": 2, "timeout": 1},
+    )
     assert code == 200, body
     event = await stack.wait_for(call_uuid, "dtmf", timeout=10)
     assert (event["status"], event["status_code"], event["digits"]) == ("timeout", 200, "")

@@ -11,8 +11,12 @@ from jsonschema import Draft202012Validator
 from iradialer.api.schemas import ENDPOINTS, openapi, validate
 from iradialer.domain.errors import DialerError
 
-CALL = {"gateway": "sofia/gateway/sim", "to": "+15550001234", "from": "15550009999",
-        "event_url": "http://127.0.0.1:9/hook"}
+CALL = {
+    "gateway": "sofia/gateway/sim",
+    "to": "+15550001234",
+    "from": "15550009999",
+    "event_url": "http://127.0.0.1:9/hook",
+}
 
 
 def error(name: str, body: dict) -> str:
@@ -23,8 +27,9 @@ def error(name: str, body: dict) -> str:
 
 
 def test_yes_no_and_numeric_strings_are_coerced():
-    body = validate("makecall", {**CALL, "enable_cpa": "YES", "join_conf": "false",
-                                 "dial_timeout": "20"})
+    body = validate(
+        "makecall", {**CALL, "enable_cpa": "YES", "join_conf": "false", "dial_timeout": "20"}
+    )
     assert (body["enable_cpa"], body["join_conf"], body["dial_timeout"]) == (True, False, 20)
     assert validate("makecall", {**CALL, "enable_cpa": True})["enable_cpa"] is True
 
@@ -37,11 +42,14 @@ def test_defaults_are_filled_and_unknown_keys_dropped():
 
 def test_jsonschema_wording():
     assert error("setcpaparams", {"request_name": "x", "tenant_id": "acme", "analysis": "amd"}) == (
-        "'config_name' is a required property")
+        "'config_name' is a required property"
+    )
     assert error("makecall", {**CALL, "dial_timeout": "0"}) == (
-        "0 is less than the minimum of 1 (at 'dial_timeout')")
+        "0 is less than the minimum of 1 (at 'dial_timeout')"
+    )
     assert error("makecall", {**CALL, "enable_cpa": "maybe"}) == (
-        "'maybe' is not one of 'yes', 'no', 'true', 'false' (at 'enable_cpa')")
+        "'maybe' is not one of 'yes', 'no', 'true', 'false' (at 'enable_cpa')"
+    )
     assert "(at 'to')" in error("makecall", {**CALL, "to": "12"})
 
 
@@ -65,7 +73,8 @@ def test_openapi_document_is_valid_and_complete():
             Draft202012Validator.check_schema(schema)
             assert "x-lenient" not in str(schema)
     makecall = document["paths"]["/api/makecall"]["post"]["requestBody"]["content"][
-        "application/json"]["schema"]
+        "application/json"
+    ]["schema"]
     lenient = Draft202012Validator(makecall)
     assert lenient.is_valid({**CALL, "enable_cpa": "yes", "dial_timeout": "15"})
     assert not lenient.is_valid({**CALL, "dial_timeout": 0})

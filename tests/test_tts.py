@@ -17,6 +17,8 @@ from twisted.web.resource import Resource
 from iradialer.domain.errors import DialerError
 from iradialer.tts import Polly, PollySettings, sign_v4
 
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 
 def test_signature_matches_aws_published_example():
     """The GET Object example of AWS's Signature Version 4 documentation, byte for byte."""
@@ -25,7 +27,7 @@ def test_signature_matches_aws_published_example():
         "https://examplebucket.s3.amazonaws.com/test.txt",
         {
             "Range": "bytes=0-9",
-            "x-amz-content-sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "x-amz-content-sha256": EMPTY_SHA256,
         },
         b"",
         access_key="AKIAIOSFODNN7EXAMPLE",
@@ -52,17 +54,22 @@ class FakePolly(Resource):
 
     def render_POST(self, request):
         body = json.loads(request.content.read())
-        headers = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
+        headers = {
+            k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()
+        }
         self.requests.append((body, headers))
         request.setResponseCode(self.status)
         if self.status != 200:
-            return json.dumps({"message": "The security token included in the request is invalid."}).encode()
+            return json.dumps(
+                {"message": "The security token included in the request is invalid."}
+            ).encode()
         return b"\x01\x00" * 1600
 
 
 def make_polly(tmp_path, resource):
-    settings = PollySettings("eu-west-1", "AKIDTEST", "secret", tmp_path / "cache",
-                             endpoint="https://polly.test")
+    settings = PollySettings(
+        "eu-west-1", "AKIDTEST", "secret", tmp_path / "cache", endpoint="https://polly.test"
+    )
     clock = Clock()
     clock.advance(1_800_000_000)
     return Polly(settings, StubTreq(resource), clock)
@@ -75,12 +82,23 @@ async def test_polly_synthesizes_once_and_caches(tmp_path):
     polly = make_polly(tmp_path, fake)
     path = await polly.synthesize("Your appointment is tomorrow", "Joanna")
     with wave.open(str(path)) as w:
-        assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (8000, 1, 2, 1600)
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (
+            8000,
+            1,
+            2,
+            1600,
+        )
     body, headers = fake.requests[0]
-    assert body == {"OutputFormat": "pcm", "SampleRate": "8000", "Text": "Your appointment is tomorrow",
-                    "TextType": "text", "VoiceId": "Joanna"}
+    assert body == {
+        "OutputFormat": "pcm",
+        "SampleRate": "8000",
+        "Text": "Your appointment is tomorrow",
+        "TextType": "text",
+        "VoiceId": "Joanna",
+    }
     assert headers["authorization"].startswith(
-        "AWS4-HMAC-SHA256 Credential=AKIDTEST/20270115/eu-west-1/polly/aws4_request")
+        "AWS4-HMAC-SHA256 Credential=AKIDTEST/20270115/eu-west-1/polly/aws4_request"
+    )
     assert await polly.synthesize("Your appointment is tomorrow", "Joanna") == path
     assert len(fake.requests) == 1
     assert await polly.synthesize("Your appointment is tomorrow", "Matthew") != path

@@ -22,7 +22,6 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from iradialer import __version__
 from iradialer.api import dashboard, schemas
 from iradialer.config import Config, ConfigError, TenantConfig
 from iradialer.domain.errors import DialerError, Status

@@ -31,8 +31,10 @@ _YES = {"yes", "true"}
 
 def any_case(*words: str) -> str:
     """A portable (ECMA-262 and Python) pattern matching C{words} in any letter case."""
-    spelled = ("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in w)
-               for w in words)
+    spelled = (
+        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in w)
+        for w in words
+    )
     return "^(" + "|".join(spelled) + ")$"
 
 
@@ -44,7 +46,9 @@ def yes_no(description: str, default: bool | None = None) -> dict[str, Any]:
 
 
 def integer(
-    description: str, default: int | None = None, minimum: int | None = None,
+    description: str,
+    default: int | None = None,
+    minimum: int | None = None,
     maximum: int | None = None,
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "integer", "description": description, "x-lenient": "integer"}
@@ -79,8 +83,11 @@ TTS_VOICE = string(
     "slt",
     pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$",
 )
-TTS_ENGINE = string("flite (built into FreeSWITCH) or polly (Amazon Polly).", "flite",
-                    pattern=any_case("flite", "polly"))
+TTS_ENGINE = string(
+    "flite (built into FreeSWITCH) or polly (Amazon Polly).",
+    "flite",
+    pattern=any_case("flite", "polly"),
+)
 TERM_KEYS = string("Keys that end digit collection.", "", pattern=r"^[0-9*#]{0,12}$")
 
 
@@ -106,45 +113,62 @@ _SETCPAPARAMS = _request(
     ["request_name", "tenant_id", "config_name", "analysis"],
     request_name=string("Request name, e.g. set_cpa_params.", maxLength=64),
     tenant_id=string("The tenant (licensee); must be the token's own.", maxLength=64),
-    api_version=string("Detector generation: 1.0, or 1.1 (better; the default).", "1.1",
-                       enum=["1.0", "1.1"]),
-    config_name=string("Unique name for the configuration.",
-                       pattern=r"^[A-Za-z0-9_.-]{1,64}$"),
+    api_version=string(
+        "Detector generation: 1.0, or 1.1 (better; the default).", "1.1", enum=["1.0", "1.1"]
+    ),
+    config_name=string("Unique name for the configuration.", pattern=r"^[A-Za-z0-9_.-]{1,64}$"),
     analysis=string("Name of the analysis: amd.", pattern=any_case("amd")),
     min_ambient_energy=integer(
-        "Energy separating perfect initial silence from ambient silence.", 2, 0, 1000),
+        "Energy separating perfect initial silence from ambient silence.", 2, 0, 1000
+    ),
     initial_silence_ignore=integer(
-        "Ms of initial audio ignored while below min_ambient_energy.", 750, 0, 60000),
+        "Ms of initial audio ignored while below min_ambient_energy.", 750, 0, 60000
+    ),
     log_rtp_history=yes_no("Log the history of received packets.", False),
     tones={
         "type": "object",
         "description": 'Named tones to report: {"FX": "2100|5"} = frequency Hz | tolerance Hz.',
         "propertyNames": {"pattern": r"^[A-Z]{2}$"},
-        "additionalProperties": {"type": "string", "pattern": r"^\d{2,4}(\.\d+)?\|\d{1,3}(\.\d+)?$"},
+        "additionalProperties": {
+            "type": "string",
+            "pattern": r"^\d{2,4}(\.\d+)?\|\d{1,3}(\.\d+)?$",
+        },
         "default": {},
         "maxProperties": 16,
     },
     log_voice=yes_no("Record the analysed stream to a WAV.", False),
-    break_events=string("Comma separated events that end the analysis, e.g. FX,MD,AM.",
-                        pattern=r"^\s*([A-Za-z]{2}(\s*,\s*[A-Za-z]{2})*)?\s*$"),
+    break_events=string(
+        "Comma separated events that end the analysis, e.g. FX,MD,AM.",
+        pattern=r"^\s*([A-Za-z]{2}(\s*,\s*[A-Za-z]{2})*)?\s*$",
+    ),
     total_timeout=integer("Ms after answer at which the analysis stops.", 15000, 1000, 120000),
     silence_detect_limit=integer(
-        "Ms of silence after LV/AM that reports SL; 0 = off, else 1000-10000.", 2000, 0, 10000),
-    beep_to_silence_gap=integer("Ms of silence after a beep that reports SL; 0 = off.", 0, 0,
-                                60000),
+        "Ms of silence after LV/AM that reports SL; 0 = off, else 1000-10000.", 2000, 0, 10000
+    ),
+    beep_to_silence_gap=integer(
+        "Ms of silence after a beep that reports SL; 0 = off.", 0, 0, 60000
+    ),
     beep_is_am=yes_no("A beep before any LV/AM decision means AM.", True),
     detect_dtmf=yes_no("Report DTMF digits heard during the analysis.", True),
     welcome_beep_ms=integer(
         "Ms of a 1 kHz beep written to the callee on answer (0 = none); some carriers need "
-        "media both ways at once.", 0, 0, 2000),
-    beep_min_length=integer("Shortest steady tone reported as a beep or named tone (ms).",
-                            80, 40, 2000),
-    initial_silence_event=string("What initial silence means (default per api_version).",
-                                 enum=["LV", "AM"]),
-    greeting_measure=string("How a greeting is measured: voiced (speech only) or span.",
-                            enum=["voiced", "span"]),
-    speech_detector=string("fixed energy threshold (1.0) or adaptive noise floor (1.1).",
-                           enum=["fixed", "adaptive"]),
+        "media both ways at once.",
+        0,
+        0,
+        2000,
+    ),
+    beep_min_length=integer(
+        "Shortest steady tone reported as a beep or named tone (ms).", 80, 40, 2000
+    ),
+    initial_silence_event=string(
+        "What initial silence means (default per api_version).", enum=["LV", "AM"]
+    ),
+    greeting_measure=string(
+        "How a greeting is measured: voiced (speech only) or span.", enum=["voiced", "span"]
+    ),
+    speech_detector=string(
+        "fixed energy threshold (1.0) or adaptive noise floor (1.1).", enum=["fixed", "adaptive"]
+    ),
     event_url=EVENT_URL,
     # The answering-machine rules' numeric tunables (docs/cpa.md); absent = the default of
     # the api_version.
@@ -152,8 +176,12 @@ _SETCPAPARAMS = _request(
         name: (
             integer(f"AMD rule {name} (docs/cpa.md).", None, int(low), int(high))
             if _RULE_TYPES[name] == "int"
-            else {"type": "number", "minimum": low, "maximum": high,
-                  "description": f"AMD rule {name} (docs/cpa.md)."}
+            else {
+                "type": "number",
+                "minimum": low,
+                "maximum": high,
+                "description": f"AMD rule {name} (docs/cpa.md).",
+            }
         )
         for name, (low, high) in RULE_LIMITS.items()
     },
@@ -167,11 +195,14 @@ _MAKECALL = _request(
     event_url=EVENT_URL,
     enable_cpa=yes_no("Run call progress analysis from answer.", False),
     dial_timeout=integer("Seconds to wait for answer.", 30, 1, 600),
-    join_conf=yes_no("Put the answered call in a new conference (conf_uuid in the response).",
-                     False),
+    join_conf=yes_no(
+        "Put the answered call in a new conference (conf_uuid in the response).", False
+    ),
     add_to_conf=string("A live call to add to that conference.", maxLength=64),
-    config_name=string("The CPA configuration (required when enable_cpa is yes).",
-                       pattern=r"^[A-Za-z0-9_.-]{1,64}$"),
+    config_name=string(
+        "The CPA configuration (required when enable_cpa is yes).",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    ),
     call_params={
         "type": "object",
         "description": "Sent as SIP headers X-<key>: <value>.",
@@ -189,8 +220,10 @@ _GETVALIDDTMF = _call_request(
     timeout=integer("Seconds to wait for the digits.", 10, 1, 300),
     term_keys=TERM_KEYS,
     reg_expr=string("Regular expression the digits must match.", "", maxLength=256),
-    audio_type=string("What prompt_message is: tts, filename or url.",
-                      pattern=any_case("tts", "filename", "file", "url")),
+    audio_type=string(
+        "What prompt_message is: tts, filename or url.",
+        pattern=any_case("tts", "filename", "file", "url"),
+    ),
     prompt_message=string("Prompt played before collecting.", minLength=1, maxLength=4000),
     error_message=string("Played after a wrong input.", "", maxLength=4000),
     tts_voice=TTS_VOICE,
@@ -215,75 +248,156 @@ ENDPOINTS: dict[str, Endpoint] = {
     e.name: e
     for e in [
         Endpoint("setcpaparams", "Save a CPA configuration (seed 3.1).", _SETCPAPARAMS),
-        Endpoint("makecall", "Dial a number (seed 3.2).", _MAKECALL,
-                 response={"call_uuid": string("The new call."),
-                           "conf_uuid": string("Its conference, when join_conf is yes.")}),
-        Endpoint("bridgecall", "Move a call into a new or existing conference (seed 3.3).",
-                 _call_request(conf_uuid=string("Conference to join; a new one when absent.",
-                                                pattern=CONF)),
-                 response={"conf_uuid": string("The conference the call joins.")}),
-        Endpoint("playfile", "Play a file from files_dir (seed 3.4).",
-                 {**_call_request(filename=string("wav/mp3 name under files_dir.",
-                                                  minLength=1, maxLength=512),
-                                  **_PLAY_COMMON), "required": ["call_uuid", "filename"]},
-                 response={"play_id": string("Carried by this request's play_done event.")}),
-        Endpoint("playtext", "Speak text with TTS (seed 3.5).",
-                 {**_call_request(text=string("Text to speak.", minLength=1, maxLength=4000),
-                                  tts_voice=TTS_VOICE, tts_engine=TTS_ENGINE, **_PLAY_COMMON),
-                  "required": ["call_uuid", "text"]},
-                 response={"play_id": string("Carried by this request's play_done event.")}),
-        Endpoint("playurl", "Play a recording from an http(s) URL (seed 3.6).",
-                 {**_call_request(url=string("wav/mp3 URL; http:// is assumed without a scheme.",
-                                             minLength=1, maxLength=2048),
-                                  **_PLAY_COMMON), "required": ["call_uuid", "url"]},
-                 response={"play_id": string("Carried by this request's play_done event.")}),
+        Endpoint(
+            "makecall",
+            "Dial a number (seed 3.2).",
+            _MAKECALL,
+            response={
+                "call_uuid": string("The new call."),
+                "conf_uuid": string("Its conference, when join_conf is yes."),
+            },
+        ),
+        Endpoint(
+            "bridgecall",
+            "Move a call into a new or existing conference (seed 3.3).",
+            _call_request(
+                conf_uuid=string("Conference to join; a new one when absent.", pattern=CONF)
+            ),
+            response={"conf_uuid": string("The conference the call joins.")},
+        ),
+        Endpoint(
+            "playfile",
+            "Play a file from files_dir (seed 3.4).",
+            {
+                **_call_request(
+                    filename=string("wav/mp3 name under files_dir.", minLength=1, maxLength=512),
+                    **_PLAY_COMMON,
+                ),
+                "required": ["call_uuid", "filename"],
+            },
+            response={"play_id": string("Carried by this request's play_done event.")},
+        ),
+        Endpoint(
+            "playtext",
+            "Speak text with TTS (seed 3.5).",
+            {
+                **_call_request(
+                    text=string("Text to speak.", minLength=1, maxLength=4000),
+                    tts_voice=TTS_VOICE,
+                    tts_engine=TTS_ENGINE,
+                    **_PLAY_COMMON,
+                ),
+                "required": ["call_uuid", "text"],
+            },
+            response={"play_id": string("Carried by this request's play_done event.")},
+        ),
+        Endpoint(
+            "playurl",
+            "Play a recording from an http(s) URL (seed 3.6).",
+            {
+                **_call_request(
+                    url=string(
+                        "wav/mp3 URL; http:// is assumed without a scheme.",
+                        minLength=1,
+                        maxLength=2048,
+                    ),
+                    **_PLAY_COMMON,
+                ),
+                "required": ["call_uuid", "url"],
+            },
+            response={"play_id": string("Carried by this request's play_done event.")},
+        ),
         Endpoint("stopplay", "Stop what is playing on the call (seed 3.7).", _call_request()),
         Endpoint("dropcall", "Hang up the call (seed 3.8).", _call_request()),
         Endpoint("mute", "Mute the member: nobody hears it (seed 3.9).", _call_request()),
         Endpoint("unmute", "Unmute the member (seed 3.10).", _call_request()),
         Endpoint("deaf", "Deafen the member: it hears nobody (seed 3.11).", _call_request()),
         Endpoint("undeaf", "Undeafen the member (seed 3.12).", _call_request()),
-        Endpoint("getdetails", "The call's details, also sent as a get_details event (3.13).",
-                 _GETDETAILS, response={"details": {"type": "object"}}),
+        Endpoint(
+            "getdetails",
+            "The call's details, also sent as a get_details event (3.13).",
+            _GETDETAILS,
+            response={"details": {"type": "object"}},
+        ),
         Endpoint("getsimpledtmf", "Collect digits (seed 3.14).", _GETSIMPLEDTMF),
         Endpoint("getvaliddtmf", "Prompt for and validate digits (seed 3.15).", _GETVALIDDTMF),
         Endpoint("hold", "Put the conference member on hold (seed 3.16).", _call_request()),
         Endpoint("unhold", "Take the member off hold (seed 3.17).", _call_request()),
-        Endpoint("parkcall", "Take the call out of its conference, back to park (seed 3.18).",
-                 _call_request()),
-        Endpoint("multiconf", "Put several calls in one conference (seed 3.19).",
-                 _request(["conf_uuid", "call_uuid"],
-                          conf_uuid=string("CONF-<uuid4>; new or existing.", pattern=CONF),
-                          call_uuid={"type": "array", "minItems": 1, "maxItems": 100,
-                                     "items": {"type": ["string", "null"], "maxLength": 64},
-                                     "description": "The calls (answered, of this tenant)."},
-                          event_url=EVENT_URL),
-                 response={"conf_uuid": string("The conference.")}),
-        Endpoint("senddtmf", "Send digits to the call (seed 3.20).",
-                 {**_call_request(digits=string("Digits 0-9 * # A-D, w/W for pauses.",
-                                                pattern=r"^[0-9*#A-Da-dwW]{1,64}$")),
-                  "required": ["call_uuid", "digits"]}),
-        Endpoint("setasrparams", "Save an ASR configuration (seed 3.23).",
-                 _request(["config_name"],
-                          config_name=string("Unique name for the configuration.",
-                                             pattern=r"^[A-Za-z0-9_.-]{1,64}$"),
-                          asr_application=string("An ASR application named in the server "
-                                                 "configuration.", maxLength=64),
-                          aggr_mode=integer("VAD aggressiveness 1-3.", 1, 1, 3),
-                          log_voice=yes_no("Keep each utterance's WAV.", False),
-                          total_timeout=integer("Ms after which ASR stops.", 20000, 1000,
-                                                3600000))),
-        Endpoint("startasr", "Start ASR on the call (seed 3.24).",
-                 {**_call_request(config_name=string("The ASR configuration.",
-                                                     pattern=r"^[A-Za-z0-9_.-]{1,64}$")),
-                  "required": ["config_name", "call_uuid"]}),
+        Endpoint(
+            "parkcall",
+            "Take the call out of its conference, back to park (seed 3.18).",
+            _call_request(),
+        ),
+        Endpoint(
+            "multiconf",
+            "Put several calls in one conference (seed 3.19).",
+            _request(
+                ["conf_uuid", "call_uuid"],
+                conf_uuid=string("CONF-<uuid4>; new or existing.", pattern=CONF),
+                call_uuid={
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 100,
+                    "items": {"type": ["string", "null"], "maxLength": 64},
+                    "description": "The calls (answered, of this tenant).",
+                },
+                event_url=EVENT_URL,
+            ),
+            response={"conf_uuid": string("The conference.")},
+        ),
+        Endpoint(
+            "senddtmf",
+            "Send digits to the call (seed 3.20).",
+            {
+                **_call_request(
+                    digits=string(
+                        "Digits 0-9 * # A-D, w/W for pauses.", pattern=r"^[0-9*#A-Da-dwW]{1,64}$"
+                    )
+                ),
+                "required": ["call_uuid", "digits"],
+            },
+        ),
+        Endpoint(
+            "setasrparams",
+            "Save an ASR configuration (seed 3.23).",
+            _request(
+                ["config_name"],
+                config_name=string(
+                    "Unique name for the configuration.", pattern=r"^[A-Za-z0-9_.-]{1,64}$"
+                ),
+                asr_application=string(
+                    "An ASR application named in the server configuration.", maxLength=64
+                ),
+                aggr_mode=integer("VAD aggressiveness 1-3.", 1, 1, 3),
+                log_voice=yes_no("Keep each utterance's WAV.", False),
+                total_timeout=integer("Ms after which ASR stops.", 20000, 1000, 3600000),
+            ),
+        ),
+        Endpoint(
+            "startasr",
+            "Start ASR on the call (seed 3.24).",
+            {
+                **_call_request(
+                    config_name=string("The ASR configuration.", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+                ),
+                "required": ["config_name", "call_uuid"],
+            },
+        ),
         Endpoint("stopasr", "Stop ASR on the call.", _call_request()),
-        Endpoint("status", "Server status: JSON, or a dashboard for browsers (seed 3.21).",
-                 None, method="GET"),
-        Endpoint("license", "200 when the server holds usable licenses, else 400 (seed 3.22).",
-                 None, method="GET", authenticated=False),
-        Endpoint("reload", "Reload tenants and tokens from the configuration file (admin).",
-                 None),
+        Endpoint(
+            "status",
+            "Server status: JSON, or a dashboard for browsers (seed 3.21).",
+            None,
+            method="GET",
+        ),
+        Endpoint(
+            "license",
+            "200 when the server holds usable licenses, else 400 (seed 3.22).",
+            None,
+            method="GET",
+            authenticated=False,
+        ),
+        Endpoint("reload", "Reload tenants and tokens from the configuration file (admin).", None),
         Endpoint("openapi.json", "This document.", None, method="GET"),
     ]
 }
@@ -419,9 +533,13 @@ def openapi() -> dict[str, Any]:
             "operationId": re.sub(r"\W", "_", endpoint.name),
             "summary": endpoint.summary,
             "responses": {
-                "200": {"description": "OK",
-                        "content": {"application/json": {"schema": _ok_body(endpoint.response)}}},
-                "400": errors, "401": errors, "404": errors,
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": _ok_body(endpoint.response)}},
+                },
+                "400": errors,
+                "401": errors,
+                "404": errors,
             },
         }
         if not endpoint.authenticated:
@@ -429,7 +547,9 @@ def openapi() -> dict[str, Any]:
         if endpoint.schema is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": _strip_marks(_lenient(endpoint.schema))}},
+                "content": {
+                    "application/json": {"schema": _strip_marks(_lenient(endpoint.schema))}
+                },
             }
         paths[f"/api/{endpoint.name}"] = {endpoint.method.lower(): operation}
     return {
@@ -448,7 +568,9 @@ def openapi() -> dict[str, Any]:
             "responses": {
                 "Error": {
                     "description": "The contract's error body",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
                 }
             },
         },

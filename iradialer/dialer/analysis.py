@@ -6,10 +6,8 @@ C{cpa_detection}, the end as C{cpa_done}.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -45,13 +43,6 @@ def beep(ms: int, frequency: float = 1000.0, level: float = 0.25) -> bytes:
     return struct.pack(f"<{samples}h", *out)
 
 
-@dataclass
-class _Session:
-    call_uuid: str
-    port: int
-    stream: Any
-
-
 class CallAnalysis:
     """
     CPA configurations and the CPA session of each call.
@@ -61,7 +52,7 @@ class CallAnalysis:
 
     def __init__(self, dialer: Dialer) -> None:
         self.dialer = dialer
-        self.sessions: dict[str, _Session] = {}
+        self.sessions: set[str] = set()
         self._configs: dict[tuple[str, str], CpaConfig] = {}
         dialer.on_hangup(self._call_ended)
 
@@ -70,8 +61,9 @@ class CallAnalysis:
     async def set_params(self, tenant: TenantConfig, body: dict[str, Any]) -> dict[str, Any]:
         if body["tenant_id"] != tenant.id:
             raise DialerError(Status.INVALID_REQUEST, "tenant_id is not the token's tenant", 401)
-        params = {k: v for k, v in body.items() if k not in ("request_name", "tenant_id",
-                                                              "event_url")}
+        params = {
+            k: v for k, v in body.items() if k not in ("request_name", "tenant_id", "event_url")
+        }
         try:
             config = CpaConfig.from_params(params)
         except ValueError as e:
@@ -85,8 +77,12 @@ class CallAnalysis:
         self._configs[(tenant.id, name)] = config
         if body.get("event_url"):
             self.dialer.webhooks.send(
-                tenant.id, None, body["event_url"], "cpa_configured",
-                "A new CPA configuration has been saved", config_name=name,
+                tenant.id,
+                None,
+                body["event_url"],
+                "cpa_configured",
+                "A new CPA configuration has been saved",
+                config_name=name,
             )
         return {"config_name": name}
 
@@ -95,7 +91,9 @@ class CallAnalysis:
         @raise DialerError: 100 when the tenant has no configuration of that name.
         """
         if not name:
-            raise DialerError(Status.NO_CPA_CONFIG, "config_name is required when enable_cpa is yes")
+            raise DialerError(
+                Status.NO_CPA_CONFIG, "config_name is required when enable_cpa is yes"
+            )
         cached = self._configs.get((tenant_id, name))
         if cached is not None:
             return cached
@@ -120,37 +118,23 @@ class CallAnalysis:
         config = await self.config(call.tenant_id, call.cpa_config)
         if not call.live:
             return
-        node = self.dialer.node_of(call)
-        freeswitch_ip = node.config.host
-        try:
-            ipaddress.ip_address(freeswitch_ip)
-        except ValueError:
-            raise DialerError(
-                Status.CPA_INIT_FAILED,
-                f"CPA initialization failed! FreeSWITCH node {node.name} has host "
-                f"{freeswitch_ip!r}; unicast needs an IP address there",
-            ) from None
-        media = self.dialer.media
-        port = media.allocate_port()
-        try:
-            stream = media.open_stream(call.uuid, (freeswitch_ip, port), config, listener=self)
-        except Exception:
-            media.release_port(port)
-            raise
-        self.sessions[call.uuid] = _Session(call.uuid, port, stream)
-        receiver_ip, receiver_port = media.address
-        await node.unicast(call.uuid, freeswitch_ip, port, receiver_ip, receiver_port)
-        self.dialer.emit(call, "cpa_setup", "CPA parameter has been loaded",
-                         config_name=call.cpa_config)
+        self.sessions.add(call.uuid)
+        tap = await self.dialer.audio.open(call, cpa=config)
+        self.dialer.emit(
+            call, "cpa_setup", "CPA parameter has been loaded", config_name=call.cpa_config
+        )
         if config.welcome_beep_ms:
-            stream.send_audio(beep(config.welcome_beep_ms))
+            tap.stream.send_audio(beep(config.welcome_beep_ms))
 
     def _start_failed(self, failure: Any, call: Call) -> None:
-        self._close(call.uuid)
+        self._finished(call.uuid)
         if failure.check(DialerError):
             code, why = failure.value.status, failure.value.message
         else:
-            code, why = Status.CPA_INIT_FAILED, f"CPA initialization failed! {failure.getErrorMessage()}"
+            code, why = (
+                Status.CPA_INIT_FAILED,
+                f"CPA initialization failed! {failure.getErrorMessage()}",
+            )
             self.log.failure("CPA start failed for {call_uuid}", failure, call_uuid=call.uuid)
         if call.live:
             self.dialer.emit_error(call, code, why)
@@ -176,33 +160,37 @@ class CallAnalysis:
             status = STATUS_TEXT.get(kind, f"tone {kind} detected")
         for name, value in detection.extras.items():
             fields.setdefault(name, value)
-        call.timeline.append({"at": round(self.dialer.clock.seconds(), 3), "signal": "cpa",
-                              "event_data": kind, "ms_since_answer": int(detection.decided_ms)})
-        self.dialer.recorder.record_cpa(call.tenant_id, kind,
-                                        detection.decided_ms - detection.ms,
-                                        self.dialer.clock.seconds())
+        call.timeline.append(
+            {
+                "at": round(self.dialer.clock.seconds(), 3),
+                "signal": "cpa",
+                "event_data": kind,
+                "ms_since_answer": int(detection.decided_ms),
+            }
+        )
+        self.dialer.recorder.record_cpa(
+            call.tenant_id, kind, detection.decided_ms - detection.ms, self.dialer.clock.seconds()
+        )
         self.dialer.emit(call, "cpa_detection", status, **fields)
 
     def cpa_done(self, call_uuid: str, ms: int, reason: str) -> None:
-        self._close(call_uuid)
+        self._finished(call_uuid)
         call = self.dialer.calls.get(call_uuid)
         if call is None:
             return
-        self.dialer.emit(call, "cpa_done", "CPA process has ended", ms_since_answer=int(ms),
-                         reason=reason)
+        self.dialer.emit(
+            call, "cpa_done", "CPA process has ended", ms_since_answer=int(ms), reason=reason
+        )
         self.dialer.save(call)
         if call.join_conf and call.live:
             self.dialer.conferences.join_on_answer(call)
 
     # -- cleanup ----------------------------------------------------------------------------
 
-    def _close(self, call_uuid: str) -> None:
-        session = self.sessions.pop(call_uuid, None)
-        if session is not None:
-            session.stream.close()
-            self.dialer.media.release_port(session.port)
+    def _finished(self, call_uuid: str) -> None:
+        self.sessions.discard(call_uuid)
+        self.dialer.audio.cpa_finished(call_uuid)
 
     def _call_ended(self, call: Call) -> None:
-        self._close(call.uuid)
+        self.sessions.discard(call.uuid)
         self.dialer.media.forget_call(call.uuid)
-

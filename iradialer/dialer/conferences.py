@@ -87,22 +87,29 @@ class Conferences:
         existing = name in self.by_name
         conference = self._owned(tenant, name)
         self.dialer.expect_url(call, "CONF-add-member", body.get("event_url"))
-        code = Status.BRIDGE_EXISTING_CONFERENCE_FAILED if existing else (
-            Status.BRIDGE_NEW_CONFERENCE_FAILED)
+        code = (
+            Status.BRIDGE_EXISTING_CONFERENCE_FAILED
+            if existing
+            else (Status.BRIDGE_NEW_CONFERENCE_FAILED)
+        )
         await self._enter(call, conference, code)
         return {"call_uuid": call.uuid, "conf_uuid": name}
 
     async def multiconf(self, tenant: TenantConfig, body: dict[str, Any]) -> dict[str, Any]:
         uuids = body["call_uuid"]
         if any(not u for u in uuids):
-            raise DialerError(Status.NULL_UUID_IN_MULTICONF,
-                              "Null call_uuid/conf_uuid in the multiconf request")
+            raise DialerError(
+                Status.NULL_UUID_IN_MULTICONF, "Null call_uuid/conf_uuid in the multiconf request"
+            )
         calls = [self.dialer.lookup(tenant, u, Action.BRIDGE) for u in dict.fromkeys(uuids)]
         name = body["conf_uuid"]
         existing = name in self.by_name
         conference = self._owned(tenant, name)
-        code = Status.BRIDGE_EXISTING_CONFERENCE_FAILED if existing else (
-            Status.BRIDGE_NEW_CONFERENCE_FAILED)
+        code = (
+            Status.BRIDGE_EXISTING_CONFERENCE_FAILED
+            if existing
+            else (Status.BRIDGE_NEW_CONFERENCE_FAILED)
+        )
         self._same_node(conference, calls)
         for call in calls:
             self.dialer.expect_url(call, "CONF-add-member", body.get("event_url"))
@@ -126,8 +133,11 @@ class Conferences:
         node = self.dialer.node_of(call)
         self.dialer.advance(call, "moving", conference=conference.name)
         try:
-            await node.api(fscommand.uuid_transfer_to_conference(
-                call.uuid, fscommand.conference(conference.name)))
+            await node.api(
+                fscommand.uuid_transfer_to_conference(
+                    call.uuid, fscommand.conference(conference.name)
+                )
+            )
         except CommandError as e:
             self.dialer.advance(call, "parked")
             raise DialerError(code, f"Bridging into the conference failed: {e.text}") from None
@@ -149,20 +159,24 @@ class Conferences:
                 await self._enter(other, conference, Status.BRIDGE_EXISTING_CONFERENCE_FAILED)
 
         def failed(failure: Failure) -> None:
-            if failure.check(DialerError) and call.live:
-                self.dialer.emit_error(call, failure.value.status, failure.value.message)
+            error = failure.value
+            if isinstance(error, DialerError) and call.live:
+                self.dialer.emit_error(call, error.status, error.message)
             elif call.live:
                 self.log.failure("Joining {conf} failed", failure, conf=call.conf_uuid)
-                self.dialer.emit_error(call, Status.BRIDGE_NEW_CONFERENCE_FAILED,
-                                       f"Bridging into a brand new conference failed: "
-                                       f"{failure.getErrorMessage()}")
+                self.dialer.emit_error(
+                    call,
+                    Status.BRIDGE_NEW_CONFERENCE_FAILED,
+                    f"Bridging into a brand new conference failed: {failure.getErrorMessage()}",
+                )
 
         Deferred.fromCoroutine(join()).addErrback(failed)
 
     # -- members ----------------------------------------------------------------------------
 
-    async def member_action(self, tenant: TenantConfig, action: str, body: dict[str, Any]
-                            ) -> dict[str, Any]:
+    async def member_action(
+        self, tenant: TenantConfig, action: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         assert action in MEMBER_ACTIONS
         call = self.dialer.lookup(tenant, body["call_uuid"], Action.CONFERENCE_MEMBER)
         assert call.conference is not None
@@ -172,8 +186,10 @@ class Conferences:
                 fscommand.conference_member(call.conference, action, call.uuid)
             )
         except CommandError as e:
-            raise DialerError(Status.CONFERENCE_ACTION_FAILED,
-                              f"The requested action in the conference failed: {e.text}") from None
+            raise DialerError(
+                Status.CONFERENCE_ACTION_FAILED,
+                f"The requested action in the conference failed: {e.text}",
+            ) from None
         return {"call_uuid": call.uuid, "conf_uuid": call.conference}
 
     async def park(self, tenant: TenantConfig, body: dict[str, Any]) -> dict[str, Any]:
@@ -193,8 +209,8 @@ class Conferences:
         name = event.get("Conference-Name")
         member_id = event.get("Member-ID")
         if action == "add-member":
-            conference = self.by_name.get(name) or self.reserve(name, call.tenant_id, call.node)
-            conference.members.add(call.uuid)
+            joined = self.by_name.get(name) or self.reserve(name, call.tenant_id, call.node)
+            joined.members.add(call.uuid)
             self.dialer.advance(call, "joined", conference=name, member_id=member_id)
         elif action == "del-member":
             conference = self.by_name.get(name)

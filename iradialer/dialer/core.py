@@ -59,6 +59,7 @@ class Dialer(Service):
         recorder: CallRecorder,
         clock: IReactorTime,
         tts: dict[str, TextToSpeech] | None = None,
+        asr_applications: dict[str, Any] | None = None,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
     ) -> None:
         self.config = config
@@ -72,6 +73,7 @@ class Dialer(Service):
         self.recorder = recorder
         self.clock = clock
         self.tts = tts or {}
+        self.asr_applications = asr_applications or {}
         self.new_uuid = new_uuid
         self.calls: dict[str, Call] = {}
         self.ended: OrderedDict[str, Call] = OrderedDict()
@@ -81,11 +83,15 @@ class Dialer(Service):
         self._adopting: Deferred[None] = succeed(None)
         self._drop_when_created: set[str] = set()
         from iradialer.dialer.analysis import CallAnalysis
+        from iradialer.dialer.asr import Recognition
+        from iradialer.dialer.audio import AudioTaps
         from iradialer.dialer.conferences import Conferences
         from iradialer.dialer.digits import Digits
         from iradialer.dialer.playback import Playbacks
 
+        self.audio = AudioTaps(self)
         self.analysis = CallAnalysis(self)
+        self.asr = Recognition(self)
         self.conferences = Conferences(self)
         self.playbacks = Playbacks(self)
         self.digits = Digits(self)
@@ -115,7 +121,8 @@ class Dialer(Service):
             "calls_by_state": by_state,
             "cpa_sessions": sum(1 for c in calls if c.uuid in self.analysis.sessions),
             "conferences": sum(
-                1 for conf in self.conferences.by_name.values()
+                1
+                for conf in self.conferences.by_name.values()
                 if conf.members and tenant_id in (None, conf.tenant_id)
             ),
         }
@@ -159,8 +166,9 @@ class Dialer(Service):
         if url:
             self._pending_urls[(call.uuid, event)] = url
 
-    def emit(self, call: Call, event: str, status: str, url: str | None = None, **fields: Any
-             ) -> Deferred[Any]:
+    def emit(
+        self, call: Call, event: str, status: str, url: str | None = None, **fields: Any
+    ) -> Deferred[Any]:
         """
         Queue one webhook event of C{call}.  Events are queued in the order they happen;
         the webhook service keeps that order per call.
@@ -170,8 +178,9 @@ class Dialer(Service):
         d.addErrback(self._emit_failed, call, event)
         return d
 
-    def emit_error(self, call: Call, code: int, message: str, url: str | None = None,
-                   **fields: Any) -> Deferred[Any]:
+    def emit_error(
+        self, call: Call, code: int, message: str, url: str | None = None, **fields: Any
+    ) -> Deferred[Any]:
         return self.emit(call, "error", message, url=url, status_code=int(code), **fields)
 
     def _emit_failed(self, failure: Failure, call: Call, event: str) -> None:
@@ -224,15 +233,22 @@ class Dialer(Service):
         await DeferredList(
             [
                 self.save(call),
-                self.emit(call, "originate", "dialing", to=call.to, **{"from": call.from_},
-                          gateway=gateway),
+                self.emit(
+                    call,
+                    "originate",
+                    "dialing",
+                    to=call.to,
+                    **{"from": call.from_},
+                    gateway=gateway,
+                ),
             ],
             fireOnOneErrback=True,
             consumeErrors=True,
         )
         d = node.bgapi(command)
-        d.addCallbacks(self._originated, self._originate_failed,
-                       callbackArgs=(call,), errbackArgs=(call,))
+        d.addCallbacks(
+            self._originated, self._originate_failed, callbackArgs=(call,), errbackArgs=(call,)
+        )
         result = {"call_uuid": call.uuid}
         if call.conf_uuid:
             result["conf_uuid"] = call.conf_uuid
@@ -293,8 +309,9 @@ class Dialer(Service):
         return call, node, command
 
     def _originated(self, reply: str, call: Call) -> None:
-        self.log.debug("Originate of {call_uuid} returned {reply!r}", call_uuid=call.uuid,
-                       reply=reply)
+        self.log.debug(
+            "Originate of {call_uuid} returned {reply!r}", call_uuid=call.uuid, reply=reply
+        )
 
     def _originate_failed(self, failure: Failure, call: Call) -> None:
         """
@@ -305,20 +322,35 @@ class Dialer(Service):
         """
         if call.hangup is not None:
             return
-        if failure.check(CommandError):
-            self.finish(call, causes.from_originate_error(failure.value.text))
+        error = failure.value
+        if isinstance(error, CommandError):
+            self.finish(call, causes.from_originate_error(error.text))
         elif failure.check(NodeDown):
-            self.finish(call, causes.Hangup(
-                "NORMAL_TEMPORARY_FAILURE", 41, None,
-                f"dialing failed: FreeSWITCH node {call.node} went down before the call was placed",
-            ))
+            self.finish(
+                call,
+                causes.Hangup(
+                    "NORMAL_TEMPORARY_FAILURE",
+                    41,
+                    None,
+                    f"dialing failed: FreeSWITCH node {call.node} went down before the call "
+                    "was placed",
+                ),
+            )
         elif failure.check(ConnectionClosed):
-            self.log.warn("Originate of {call_uuid} interrupted by a lost connection",
-                          call_uuid=call.uuid)
+            self.log.warn(
+                "Originate of {call_uuid} interrupted by a lost connection", call_uuid=call.uuid
+            )
         else:
             self.log.failure("Originate of {call_uuid} failed", failure, call_uuid=call.uuid)
-            self.finish(call, causes.Hangup("NORMAL_TEMPORARY_FAILURE", 41, None,
-                                            f"dialing failed: {failure.getErrorMessage()}"))
+            self.finish(
+                call,
+                causes.Hangup(
+                    "NORMAL_TEMPORARY_FAILURE",
+                    41,
+                    None,
+                    f"dialing failed: {failure.getErrorMessage()}",
+                ),
+            )
 
     # -- drop and details --------------------------------------------------------------------
 
@@ -348,11 +380,18 @@ class Dialer(Service):
             details = record
             call = None
         if call is not None:
-            self.emit(call, "get_details", "call details", url=body.get("event_url"),
-                      details=details)
+            self.emit(
+                call, "get_details", "call details", url=body.get("event_url"), details=details
+            )
         else:
-            self.webhooks.send(tenant.id, call_uuid, body["event_url"], "get_details",
-                               "call details", details=details)
+            self.webhooks.send(
+                tenant.id,
+                call_uuid,
+                body["event_url"],
+                "get_details",
+                "call details",
+                details=details,
+            )
         return {"call_uuid": call_uuid, "details": details}
 
     # -- FreeSWITCH events (the pool's listener) --------------------------------------------
@@ -376,8 +415,11 @@ class Dialer(Service):
         if call.uuid in self._drop_when_created:
             self._drop_when_created.discard(call.uuid)
             d = self.node_of(call).api(fscommand.uuid_kill(call.uuid, "NORMAL_CLEARING"))
-            d.addErrback(lambda f: self.log.warn("Delayed drop of {c} failed: {e}", c=call.uuid,
-                                                 e=f.getErrorMessage()))
+            d.addErrback(
+                lambda f: self.log.warn(
+                    "Delayed drop of {c} failed: {e}", c=call.uuid, e=f.getErrorMessage()
+                )
+            )
         self.emit(call, "started", "call has been set up")
 
     def _on_CHANNEL_PROGRESS(self, call: Call, event: Event) -> None:
@@ -416,8 +458,14 @@ class Dialer(Service):
 
     # -- the end of a call ------------------------------------------------------------------
 
-    def finish(self, call: Call, why: causes.Hangup, billsec: str | None = None,
-               mos: str | None = None, quality: str | None = None) -> None:
+    def finish(
+        self,
+        call: Call,
+        why: causes.Hangup,
+        billsec: str | None = None,
+        mos: str | None = None,
+        quality: str | None = None,
+    ) -> None:
         """
         Report the call's end once: hangup then call_quality; release its license and
         everything else it held.
@@ -444,9 +492,11 @@ class Dialer(Service):
         self.emit(call, "hangup", why.status, event_data=why.reason_code, **fields)
         measured = _float_or_none(mos) is not None
         self.emit(
-            call, "call_quality",
+            call,
+            "call_quality",
             "media quality of the call" if measured else "no media quality was measured",
-            mos=_float_or_none(mos), quality=_float_or_none(quality),
+            mos=_float_or_none(mos),
+            quality=_float_or_none(quality),
         )
         self.ledger.release(call.uuid)
         self.pool.release(call.uuid)
@@ -464,33 +514,52 @@ class Dialer(Service):
     # -- reconciliation ---------------------------------------------------------------------
 
     def node_up(self, node: Any, live_channels: list[dict[str, Any]]) -> None:
-        self._adopting.addCallback(lambda _: self._reconcile(node, live_channels))
+        # Reconciled once the calls of the last run are loaded (maybe a moment later), and
+        # only for calls older than this listing: no call is placed on a node during its
+        # handshake, so a younger one cannot be missing from it.
+        listed_at = self.clock.seconds()
+        self._adopting.addCallback(lambda _: self._reconcile(node, live_channels, listed_at))
 
     def node_down(self, node: Any) -> None:
-        self.log.warn("FreeSWITCH node {node} is down; its calls wait for it to come back",
-                      node=node.name)
+        self.log.warn(
+            "FreeSWITCH node {node} is down; its calls wait for it to come back", node=node.name
+        )
 
     def calls_vanished(self, node: Any, call_uuids: list[str]) -> None:
         for call_uuid in call_uuids:
             call = self.calls.get(call_uuid)
             if call is not None:
-                self.finish(call, causes.unobserved(
-                    f"call ended while iradialer could not see FreeSWITCH node {node.name}"))
+                self.finish(
+                    call,
+                    causes.unobserved(
+                        f"call ended while iradialer could not see FreeSWITCH node {node.name}"
+                    ),
+                )
 
-    def _reconcile(self, node: Any, rows: Iterable[dict[str, Any]]) -> None:
+    def _reconcile(self, node: Any, rows: Iterable[dict[str, Any]], listed_at: float) -> None:
         """
-        After (re)connecting to C{node}: calls it no longer has ended while we could not see
-        them; calls it still has are ours again, in the state FreeSWITCH reports.
+        After (re)connecting to C{node}: calls it no longer had when it listed its channels
+        ended while we could not see them; calls it still has are ours again, in the state
+        FreeSWITCH reports.
         """
         live = {row.get("uuid"): row for row in rows}
-        for call in [c for c in self.calls.values() if c.node == node.name]:
+        for call in [
+            c for c in self.calls.values() if c.node == node.name and c.created_at <= listed_at
+        ]:
             row = live.get(call.uuid)
             if row is None:
-                self.finish(call, causes.unobserved(
-                    f"call ended while iradialer could not see FreeSWITCH node {node.name}"))
+                self.finish(
+                    call,
+                    causes.unobserved(
+                        f"call ended while iradialer could not see FreeSWITCH node {node.name}"
+                    ),
+                )
                 continue
             self.pool.claim(call.uuid, node, adopted=True)
-            if row.get("callstate") in ("ACTIVE", "HELD") and call.progress is not Progress.ANSWERED:
+            if (
+                row.get("callstate") in ("ACTIVE", "HELD")
+                and call.progress is not Progress.ANSWERED
+            ):
                 self.advance(call, "answered")
                 self.emit(call, "answered", "answered (seen after reconnecting)")
             if row.get("application") == "park":
@@ -508,12 +577,19 @@ class Dialer(Service):
             self.calls[call.uuid] = call
             self.ledger.acquire(call.tenant_id, call.uuid, force=True)
             if call.node not in {node.name for node in self.pool.nodes}:
-                self.finish(call, causes.unobserved(
-                    f"call was on FreeSWITCH node {call.node}, which is no longer configured"))
+                self.finish(
+                    call,
+                    causes.unobserved(
+                        f"call was on FreeSWITCH node {call.node}, which is no longer configured"
+                    ),
+                )
                 continue
             self.pacer.call_adopted(call.gateway)
-            self.log.info("Re-adopting call {call_uuid} of the last run (node {node})",
-                          call_uuid=call.uuid, node=call.node)
+            self.log.info(
+                "Re-adopting call {call_uuid} of the last run (node {node})",
+                call_uuid=call.uuid,
+                node=call.node,
+            )
 
     def startService(self) -> None:
         super().startService()
@@ -523,10 +599,11 @@ class Dialer(Service):
         )
 
 
-
 def _float_or_none(value: str | None) -> float | None:
+    if not value:
+        return None
     try:
-        return None if value in (None, "") else float(value)  # type: ignore[arg-type]
+        return float(value)
     except ValueError:
         return None
 

@@ -61,27 +61,43 @@ class Digits:
     async def simple(self, tenant: TenantConfig, body: dict[str, Any]) -> dict[str, Any]:
         count = body["digit_count"]
         return await self._collect(
-            tenant, body, minimum=count, maximum=count, tries=1, prompt=NO_PROMPT,
-            invalid=NO_PROMPT, pattern=ANY_DIGITS,
+            tenant,
+            body,
+            minimum=count,
+            maximum=count,
+            tries=1,
+            prompt=NO_PROMPT,
+            invalid=NO_PROMPT,
+            pattern=ANY_DIGITS,
         )
 
     async def valid(self, tenant: TenantConfig, body: dict[str, Any]) -> dict[str, Any]:
         if body["minimum_digits"] > body["maximum_digits"]:
-            raise DialerError(Status.INVALID_REQUEST,
-                              "minimum_digits is more than maximum_digits")
+            raise DialerError(Status.INVALID_REQUEST, "minimum_digits is more than maximum_digits")
         pattern = body["reg_expr"] or ANY_DIGITS
         try:
             re.compile(pattern)
         except re.error as e:
-            raise DialerError(DtmfStatus.BAD_REGEX, f"reg_expr is not a valid regular expression: {e}") from None
+            raise DialerError(
+                DtmfStatus.BAD_REGEX, f"reg_expr is not a valid regular expression: {e}"
+            ) from None
         self.dialer.lookup(tenant, body["call_uuid"], Action.COLLECT_DTMF)
         kind = body["audio_type"].lower()
         prompt = await self._prompt(kind, body["prompt_message"], body)
-        invalid = (await self._prompt(kind, body["error_message"], body)
-                   if body["error_message"] else NO_PROMPT)
+        invalid = (
+            await self._prompt(kind, body["error_message"], body)
+            if body["error_message"]
+            else NO_PROMPT
+        )
         return await self._collect(
-            tenant, body, minimum=body["minimum_digits"], maximum=body["maximum_digits"],
-            tries=body["maximum_tries"], prompt=prompt, invalid=invalid, pattern=pattern,
+            tenant,
+            body,
+            minimum=body["minimum_digits"],
+            maximum=body["maximum_digits"],
+            tries=body["maximum_tries"],
+            prompt=prompt,
+            invalid=invalid,
+            pattern=pattern,
         )
 
     async def _prompt(self, kind: str, message: str, body: dict[str, Any]) -> str:
@@ -97,7 +113,9 @@ class Digits:
         if engine == "flite":
             voice = body["tts_voice"].lower()
             if voice not in FLITE_VOICES:
-                raise DialerError(Status.INVALID_REQUEST, f"tts_voice {voice!r} is not a flite voice")
+                raise DialerError(
+                    Status.INVALID_REQUEST, f"tts_voice {voice!r} is not a flite voice"
+                )
             try:
                 return fscommand.say_prompt(spoken(message), "flite", voice)
             except fscommand.UnsafeValue as e:
@@ -107,19 +125,37 @@ class Digits:
             raise DialerError(Status.PLAY_MEDIA_ERROR, f"TTS engine {engine!r} is not configured")
         return fscommand.playback(str(await tts.synthesize(message, body["tts_voice"])))
 
-    async def _collect(self, tenant: TenantConfig, body: dict[str, Any], *, minimum: int,
-                       maximum: int, tries: int, prompt: str, invalid: str, pattern: str
-                       ) -> dict[str, Any]:
+    async def _collect(
+        self,
+        tenant: TenantConfig,
+        body: dict[str, Any],
+        *,
+        minimum: int,
+        maximum: int,
+        tries: int,
+        prompt: str,
+        invalid: str,
+        pattern: str,
+    ) -> dict[str, Any]:
         call = self.dialer.lookup(tenant, body["call_uuid"], Action.COLLECT_DTMF)
         if call.uuid in self.collecting:
-            raise DialerError(Status.INVALID_REQUEST, "digits are already being collected on this call")
+            raise DialerError(
+                Status.INVALID_REQUEST, "digits are already being collected on this call"
+            )
         variable = "iradialer_dtmf_" + self.dialer.new_uuid().replace("-", "")[:12]
         timeout_ms = body["timeout"] * 1000
         try:
             arg = fscommand.play_and_get_digits(
-                min_digits=minimum, max_digits=maximum, tries=tries, timeout_ms=timeout_ms,
-                terminators=body["term_keys"], prompt=prompt, invalid_prompt=invalid,
-                var_name=variable, regex=pattern, digit_timeout_ms=timeout_ms,
+                min_digits=minimum,
+                max_digits=maximum,
+                tries=tries,
+                timeout_ms=timeout_ms,
+                terminators=body["term_keys"],
+                prompt=prompt,
+                invalid_prompt=invalid,
+                var_name=variable,
+                regex=pattern,
+                digit_timeout_ms=timeout_ms,
             )
         except fscommand.UnsafeValue as e:
             raise DialerError(Status.INVALID_REQUEST, f"{e.what}: {e.problem}") from None
@@ -127,8 +163,9 @@ class Digits:
         node = self.dialer.node_of(call)
         self.collecting[call.uuid] = collection
         d = node.execute(call.uuid, "play_and_get_digits", arg)
-        d.addCallbacks(self._complete, self._failed, callbackArgs=(collection,),
-                       errbackArgs=(collection,))
+        d.addCallbacks(
+            self._complete, self._failed, callbackArgs=(collection,), errbackArgs=(collection,)
+        )
         return {"call_uuid": call.uuid}
 
     def _complete(self, event: Event, collection: Collection) -> None:
@@ -152,18 +189,22 @@ class Digits:
         if self.collecting.get(collection.call.uuid) is not collection:
             return
         del self.collecting[collection.call.uuid]
-        if failure.check(CommandError):
-            self._report(collection, "", "invalid", DtmfStatus.FREESWITCH_REFUSED,
-                         detail=failure.value.text)
+        error = failure.value
+        if isinstance(error, CommandError):
+            self._report(
+                collection, "", "invalid", DtmfStatus.FREESWITCH_REFUSED, detail=error.text
+            )
         elif not collection.call.live:
             self._report(collection, "", "timeout", DtmfStatus.CALL_ENDED)
         else:
             self.log.failure("DTMF collection failed", failure)
-            self._report(collection, "", "invalid", DtmfStatus.INTERRUPTED,
-                         detail=failure.getErrorMessage())
+            self._report(
+                collection, "", "invalid", DtmfStatus.INTERRUPTED, detail=failure.getErrorMessage()
+            )
 
-    def _report(self, collection: Collection, digits: str, status: str, code: int | None,
-                detail: str = "") -> None:
+    def _report(
+        self, collection: Collection, digits: str, status: str, code: int | None, detail: str = ""
+    ) -> None:
         """One C{dtmf} event; the contract's C{status} is collected, timeout or invalid."""
         fields: dict[str, Any] = {"digits": digits, "var_name": collection.var_name}
         if code is not None:
@@ -181,4 +222,3 @@ class Digits:
         collection = self.collecting.pop(call.uuid, None)
         if collection is not None:
             self._report(collection, "", "timeout", DtmfStatus.CALL_ENDED)
-

@@ -9,7 +9,6 @@ says how it ended, and the C{PLAYBACK_STOP} just before it whether it was broken
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,13 +45,16 @@ def resolve_file(files_dir: Path, filename: str) -> str:
     except fscommand.UnsafeValue as e:
         raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r}: {e.problem}") from None
     if not path.lower().endswith(PLAYABLE):
-        raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r} is not a .wav or .mp3 file")
+        raise DialerError(
+            Status.INVALID_REQUEST, f"filename {filename!r} is not a .wav or .mp3 file"
+        )
     base = Path(files_dir)
     if base.is_dir():
         local = Path(path)
         if not local.is_file():
-            raise DialerError(Status.FILE_NOT_FOUND,
-                              f"File specified for playing was not found: {filename}")
+            raise DialerError(
+                Status.FILE_NOT_FOUND, f"File specified for playing was not found: {filename}"
+            )
         if not local.resolve().is_relative_to(base.resolve()):
             raise DialerError(Status.INVALID_REQUEST, f"filename {filename!r} is outside files_dir")
     return path
@@ -134,16 +136,19 @@ class Playbacks:
         voice = body["tts_voice"]
         if engine == "flite":
             if voice.lower() not in FLITE_VOICES:
-                raise DialerError(Status.INVALID_REQUEST,
-                                  f"tts_voice {voice!r} is not a flite voice ({', '.join(FLITE_VOICES)})")
+                raise DialerError(
+                    Status.INVALID_REQUEST,
+                    f"tts_voice {voice!r} is not a flite voice ({', '.join(FLITE_VOICES)})",
+                )
             try:
                 return ("speak", fscommand.speak("flite", voice.lower(), body["text"]))
             except fscommand.UnsafeValue as e:
                 raise DialerError(Status.INVALID_REQUEST, f"text: {e.problem}") from None
         tts = self.dialer.tts.get(engine)
         if tts is None:
-            raise DialerError(Status.PLAY_MEDIA_ERROR,
-                              f"TTS engine {engine!r} is not configured on this server")
+            raise DialerError(
+                Status.PLAY_MEDIA_ERROR, f"TTS engine {engine!r} is not configured on this server"
+            )
         path = await tts.synthesize(body["text"], voice)
         return ("playback", fscommand.playback(str(path)))
 
@@ -194,11 +199,14 @@ class Playbacks:
             "key": "Play was stopped by a key press",
             "not_found": "File specified for playing was not found",
             "hangup": "Call disconnected while play was playing",
-            "error": "Error returned by the media handler while playing" + (
-                f": {detail}" if detail else ""),
+            "error": "Error returned by the media handler while playing"
+            + (f": {detail}" if detail else ""),
         }[outcome]
-        code = {"not_found": Status.FILE_NOT_FOUND, "hangup": Status.PLAY_CALL_DISCONNECTED,
-                "error": Status.PLAY_MEDIA_ERROR}.get(outcome)
+        code = {
+            "not_found": Status.FILE_NOT_FOUND,
+            "hangup": Status.PLAY_CALL_DISCONNECTED,
+            "error": Status.PLAY_MEDIA_ERROR,
+        }.get(outcome)
         if code is not None:
             fields["status_code"] = int(code)
         self.dialer.emit(play.call, "play_done", status, url=play.url, **fields)

@@ -14,7 +14,6 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-
 _TABLES = {"cpa": "cpa_configs", "asr": "asr_configs"}
 
 
@@ -79,7 +78,9 @@ class Records:
 
     def load_call(self, call_uuid: str) -> Deferred[dict | None]:
         def work(db: sqlite3.Connection) -> dict | None:
-            row = db.execute("SELECT record FROM calls WHERE call_uuid = ?", (call_uuid,)).fetchone()
+            row = db.execute(
+                "SELECT record FROM calls WHERE call_uuid = ?", (call_uuid,)
+            ).fetchone()
             return None if row is None else json.loads(row[0])
 
         return self.store.run(work)

@@ -147,13 +147,16 @@ class Call:
         if action is Action.DETAILS:
             return
         if not self.live:
-            raise DialerError(Status.CALL_GONE, "The call_uuid mentioned in the API doesn't exist anymore")
+            raise DialerError(
+                Status.CALL_GONE, "The call_uuid mentioned in the API doesn't exist anymore"
+            )
         if action is Action.DROP:
             return
         if self.progress is not Progress.ANSWERED:
             raise DialerError(
                 Status.CALL_NOT_ANSWERED,
-                f"Call specified by call_uuid is not in answered state (it is {self.progress.value})",
+                "Call specified by call_uuid is not in answered state "
+                f"(it is {self.progress.value})",
             )
         if action is Action.CONFERENCE_MEMBER and self.place is not Place.CONFERENCE:
             raise DialerError(
@@ -162,9 +165,13 @@ class Call:
             )
         if action is Action.PARK:
             if self.place is Place.PARKED:
-                raise DialerError(Status.ALREADY_PARKED, "Call Park failed since the call is already parked")
+                raise DialerError(
+                    Status.ALREADY_PARKED, "Call Park failed since the call is already parked"
+                )
             if self.place is not Place.CONFERENCE:
-                raise DialerError(Status.PARK_FAILED, f"Failed to park the call: it is {self.place.value}")
+                raise DialerError(
+                    Status.PARK_FAILED, f"Failed to park the call: it is {self.place.value}"
+                )
         if action is Action.COLLECT_DTMF and self.place is not Place.PARKED:
             raise DialerError(
                 Status.IN_CONFERENCE_NO_DTMF,

@@ -8,8 +8,8 @@ Q.850 number, and the SIP status when FreeSWITCH saw one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 # Appendix D: enumeration -> (Q.850 / FreeSWITCH number, SIP equivalent or None).
 CAUSES: dict[str, tuple[int, int | None]] = {
@@ -95,8 +95,8 @@ class Hangup:
     status: str
     observed: bool = True
 
-    def fields(self) -> dict[str, object]:
-        fields: dict[str, object] = {"reason_code": self.reason_code, "q850": self.q850}
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"reason_code": self.reason_code, "q850": self.q850}
         if self.sip_code is not None:
             fields["sip_code"] = self.sip_code
         if not self.observed:
@@ -104,14 +104,22 @@ class Hangup:
         return fields
 
 
+class Headers(Protocol):
+    """An event's headers (an L{iradialer.protocols.esl.Event}, or a plain dict)."""
+
+    def get(self, header: str, default: Any = None) -> Any: ...
+
+
 def _int_or_none(value: str | None) -> int | None:
+    if not value:
+        return None
     try:
-        return int(value) if value not in (None, "") else None  # type: ignore[arg-type]
+        return int(value)
     except ValueError:
         return None
 
 
-def from_freeswitch(headers: Mapping[str, str]) -> Hangup:
+def from_freeswitch(headers: Headers) -> Hangup:
     """
     The cause of a C{CHANNEL_HANGUP(_COMPLETE)}: C{Hangup-Cause}, the Q.850 number FreeSWITCH
     recorded (or the table's), and the SIP status it saw on the wire, if any.

@@ -339,7 +339,9 @@ def url_source(url: str) -> str:
     """
     if not isinstance(url, str) or len(url) > 2048 or not _URL.fullmatch(url):
         raise UnsafeValue(
-            "url", url, "must be http(s)://host[:port]/path with no spaces, quotes, ! $ , ; or brackets"
+            "url",
+            url,
+            "must be http(s)://host[:port]/path with no spaces, quotes, ! $ , ; or brackets",
         )
     return "http_cache://" + url
 
