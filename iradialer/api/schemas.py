@@ -189,10 +189,13 @@ _SETCPAPARAMS = _request(
 
 _MAKECALL = _request(
     ["gateway", "to", "from", "event_url"],
-    gateway=string("A gateway the tenant may use, e.g. sofia/gateway/chime.", maxLength=128),
-    to=string("E.164 number to dial: 6-15 digits, optional +.", pattern=r"^\+?[0-9]{6,15}$"),
-    **{"from": string("E.164 caller id: 6-15 digits, optional +.", pattern=r"^\+?[0-9]{6,15}$")},
-    event_url=EVENT_URL,
+    gateway=string("A gateway the tenant may use, e.g. sofia/gateway/chime.", maxLength=128,
+                   examples=["sofia/gateway/sim"]),
+    to=string("E.164 number to dial: 6-15 digits, optional +.", pattern=r"^\+?[0-9]{6,15}$",
+              examples=["15551230001"]),
+    **{"from": string("E.164 caller id: 6-15 digits, optional +.", pattern=r"^\+?[0-9]{6,15}$",
+                      examples=["15559990000"])},
+    event_url={**EVENT_URL, "examples": ["http://127.0.0.1:9100/events"]},
     enable_cpa=yes_no("Run call progress analysis from answer.", False),
     dial_timeout=integer("Seconds to wait for answer.", 30, 1, 600),
     join_conf=yes_no(
@@ -522,6 +525,23 @@ def _ok_body(extra: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _call_links() -> dict[str, Any]:
+    """
+    OpenAPI links from makecall's call_uuid to every operation on a call, so clients (and
+    property-based testers) know where the identifier comes from.
+    """
+    return {
+        name: {
+            "operationId": re.sub(r"\W", "_", name),
+            "requestBody": {"call_uuid": "$response.body#/call_uuid"},
+            "description": f"{name} on the new call",
+        }
+        for name, endpoint in ENDPOINTS.items()
+        if endpoint.schema is not None
+        and endpoint.schema.get("properties", {}).get("call_uuid", {}).get("type") == "string"
+    }
+
+
 def openapi() -> dict[str, Any]:
     """
     The OpenAPI 3.1 document of every endpoint, from the same schemas L{validate} uses.
@@ -537,11 +557,16 @@ def openapi() -> dict[str, Any]:
                     "description": "OK",
                     "content": {"application/json": {"schema": _ok_body(endpoint.response)}},
                 },
-                "400": errors,
-                "401": errors,
-                "404": errors,
+                **{code: errors for code in ("400", "401", "403", "404", "405")},
             },
         }
+        if endpoint.name == "makecall":
+            operation["responses"]["429"] = {
+                "$ref": "#/components/responses/Error",
+                "description": "Over the pacing rate (status_code 115); see Retry-After",
+            }
+            operation["responses"]["503"] = errors
+            operation["responses"]["200"]["links"] = _call_links()
         if not endpoint.authenticated:
             operation["security"] = []
         if endpoint.schema is not None:
