@@ -325,13 +325,31 @@ _SOURCE = re.compile(
     r"/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+"
     r"|silence_stream://[0-9]{1,6}"
     r"|tone_stream://%\([0-9]{1,5}(?:,[0-9]{1,5}){2,5}\)"
+    r"|http_cache://https?://[A-Za-z0-9._~:/?#@&=%+-]+"
 )
+# What a recording URL may hold: RFC 3986's unreserved and the delimiters a path and query
+# need; not ! $ ' ( ) * , ; [ ] { } | ^ \ or spaces, which file strings, variable
+# expansion or the argument splitter would read.
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~:/?#@&=%+-]*)?")
+
+
+def url_source(url: str) -> str:
+    """
+    C{http_cache://<url>}: a recording fetched (and cached) by FreeSWITCH's mod_http_cache.
+    """
+    if not isinstance(url, str) or len(url) > 2048 or not _URL.fullmatch(url):
+        raise UnsafeValue(
+            "url",
+            url,
+            "must be http(s)://host[:port]/path with no spaces, quotes, ! $ , ; or brackets",
+        )
+    return "http_cache://" + url
 
 
 def playback(source: str) -> str:
     """
-    The argument of C{playback}: a path from L{sound_path}, or a L{silence_stream} or
-    L{tone_stream}.
+    The argument of C{playback}: a path from L{sound_path}, a L{url_source}, or a
+    L{silence_stream} or L{tone_stream}.
     """
     if not _SOURCE.fullmatch(source) or {".", ".."} & set(source.split("/")):
         raise UnsafeValue(
@@ -355,12 +373,19 @@ def speak(engine: str, voice: str, text: str) -> str:
     return f"{engine}|{voice}|{_spoken_text(text)}"
 
 
-def say_prompt(text: str) -> str:
+def say_prompt(text: str, engine: str | None = None, voice: str | None = None) -> str:
     """
-    A prompt C{say:<text>} for L{play_and_get_digits}, spoken with the channel's
-    C{tts_engine}/C{tts_voice} variables (C{switch_ivr_play_file}).
+    A prompt for L{play_and_get_digits}: C{say:<engine>:<voice>:<text>}, or C{say:<text>}
+    spoken with the channel's C{tts_engine}/C{tts_voice} variables
+    (C{switch_ivr_play_file}).  Give the engine and voice whenever the text may hold a
+    C{:}, which the short form would take for an engine name.
     """
-    return "say:" + _spoken_text(text)
+    if engine is None and voice is None:
+        return "say:" + _spoken_text(text)
+    for what, name in (("tts engine", engine), ("tts voice", voice)):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise UnsafeValue(what, name, "is not a plain name")
+    return f"say:{engine}:{voice}:{_spoken_text(text)}"
 
 
 def play_and_get_digits(
