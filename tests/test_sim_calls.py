@@ -544,6 +544,24 @@ def test_http_cache_fetches_before_playing_and_keeps_the_recording(tmp_path):
     assert complete["Application-Response"] == "FILE NOT FOUND"
 
 
+def test_play_and_get_digits_keeps_the_digits_keyed_before_a_hangup():
+    """
+    A hangup while digits are being collected ends switch_ivr_read there: the completion
+    carries the digits keyed so far and read_result failure (not a clean variable).
+    """
+    h, c = harness()
+    answered(h, c, "5550008")
+    pagd(c, "u1")
+    h.run_for(1.1)
+    assert [f.event["DTMF-Digit"] for f in events(c) if f.name == "DTMF"] == ["1", "2"]
+    c.command("api uuid_kill u1")
+    h.run_for(0.1)
+    complete = next(f.event for f in events(c) if f.name == "CHANNEL_EXECUTE_COMPLETE")
+    assert complete["Application"] == "play_and_get_digits"
+    assert complete["variable_my_digits"] == "12"
+    assert complete["variable_read_result"] == "failure"
+
+
 def test_uuid_recv_dtmf_and_plain_encoding():
     """uuid_recv_dtmf injects digits (source APP); in plain events # is %23 and * stays."""
     h = Harness(SCENARIOS)

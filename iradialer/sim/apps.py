@@ -379,7 +379,7 @@ class PlayAndGetDigits(App):
             self._collect()
 
     def _play(self, target: str, prompt: bool) -> None:
-        self.phase = "opening"
+        self.phase = "opening prompt" if prompt else "opening invalid"
         self.services_private = False
         opened = maybeDeferred(self.sim.apps.source, self.channel, target)
         opened.addCallbacks(
@@ -525,12 +525,24 @@ class PlayAndGetDigits(App):
             self._played("break")
 
     def interrupt(self, reason: str) -> None:
+        """
+        A hangup ends switch_ivr_read where it is: the digits keyed so far are stored in
+        the variable, and read_result is failure while collecting (during the prompt it
+        stays unset: switch_ivr_read leaves before setting it).
+        """
+        reading = self.phase in ("opening prompt", "prompt", "collect")
+        collecting = self.phase == "collect"
         self._stop_waiting()
         if self.playing is not None:
             seconds = self.playing.cancel()
             self.playing = None
             if self.current_source.kind == "file":
                 playback_stopped(self.channel, self.current_file, None, seconds, "done")
+        if reason == "hangup" and reading:
+            if collecting:
+                self.channel.vars.set("read_result", "failure")
+            if self.var and self.buffer:
+                self.channel.vars.set(self.var, self.buffer)
         self.complete()
 
 
