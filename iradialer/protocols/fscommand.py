@@ -325,13 +325,31 @@ _SOURCE = re.compile(
     r"/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+"
     r"|silence_stream://[0-9]{1,6}"
     r"|tone_stream://%\([0-9]{1,5}(?:,[0-9]{1,5}){2,5}\)"
+    r"|http_cache://https?://[A-Za-z0-9._~:/?#@&=%+-]+"
 )
+# What a recording URL may hold: RFC 3986's unreserved and the delimiters a path and query
+# need; not ! $ ' ( ) * , ; [ ] { } | ^ \ or spaces, which file strings, variable
+# expansion or the argument splitter would read.
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~:/?#@&=%+-]*)?")
+
+
+def url_source(url: str) -> str:
+    """
+    C{http_cache://<url>}: a recording fetched (and cached) by FreeSWITCH's mod_http_cache.
+    """
+    if not isinstance(url, str) or len(url) > 2048 or not _URL.fullmatch(url):
+        raise UnsafeValue(
+            "url",
+            url,
+            "must be http(s)://host[:port]/path with no spaces, quotes, ! $ , ; or brackets",
+        )
+    return "http_cache://" + url
 
 
 def playback(source: str) -> str:
     """
-    The argument of C{playback}: a path from L{sound_path}, or a L{silence_stream} or
-    L{tone_stream}.
+    The argument of C{playback}: a path from L{sound_path}, a L{url_source}, or a
+    L{silence_stream} or L{tone_stream}.
     """
     if not _SOURCE.fullmatch(source) or {".", ".."} & set(source.split("/")):
         raise UnsafeValue(
@@ -355,12 +373,30 @@ def speak(engine: str, voice: str, text: str) -> str:
     return f"{engine}|{voice}|{_spoken_text(text)}"
 
 
-def say_prompt(text: str) -> str:
+def say_prompt(text: str, engine: str | None = None, voice: str | None = None) -> str:
     """
-    A prompt C{say:<text>} for L{play_and_get_digits}, spoken with the channel's
-    C{tts_engine}/C{tts_voice} variables (C{switch_ivr_play_file}).
+    A spoken prompt for L{play_and_get_digits}.
+
+    With C{engine} and C{voice}: C{tts://<engine>|<voice>|<text>}, the TTS file format
+    of C{mod_dptools} (C{tts_file_open} splits at the first two C{|}; the text keeps the
+    rest), played like any file (PLAYBACK_START/STOP).  Without them: C{say:<text>},
+    spoken with the channel's C{tts_engine}/C{tts_voice} variables; with no
+    C{tts_engine} set FreeSWITCH logs "Invalid Args" and plays nothing.
+
+    Since 1.10 (FS-11237) C{switch_ivr_play_file} takes everything after C{say:} as the
+    text, so C{say:flite:slt:Hello} would speak "flite:slt:Hello" with the channel's
+    engine, or nothing at all: an engine and voice cannot travel in a C{say:} prompt.
+    The text of the C{tts://} form may not hold C{'}, the quote character of that split.
     """
-    return "say:" + _spoken_text(text)
+    if engine is None and voice is None:
+        return "say:" + _spoken_text(text)
+    for what, name in (("tts engine", engine), ("tts voice", voice)):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise UnsafeValue(what, name, "is not a plain name")
+    spoken = _spoken_text(text)
+    if "'" in spoken:
+        raise UnsafeValue("text", text, "contains ', the quote character of a tts:// prompt")
+    return f"tts://{engine}|{voice}|{spoken}"
 
 
 def play_and_get_digits(
@@ -380,8 +416,9 @@ def play_and_get_digits(
     The argument of C{play_and_get_digits}: C{min max tries timeout terminators prompt
     invalid var regex [digit_timeout]}, split at spaces by C{switch_separate_string}.
 
-    Prompts come from L{playback}'s sources or L{say_prompt}; each token is quoted when it
-    holds a space.  An empty C{regex} accepts any digits; C{terminators} C{""} means none.
+    Prompts come from L{playback}'s sources or L{say_prompt} (C{say:} or C{tts://}); each
+    token is quoted when it holds a space.  An empty C{regex} accepts any digits;
+    C{terminators} C{""} means none.
     """
     _check_int("min digits", min_digits, 1, 100)
     _check_int("max digits", max_digits, min_digits, 100)
@@ -395,6 +432,10 @@ def play_and_get_digits(
     for what, source in (("prompt", prompt), ("invalid prompt", invalid_prompt)):
         if source.startswith("say:"):
             prompts.append(say_prompt(source[4:]))
+        elif source.startswith("tts://"):
+            engine, _, rest = source[6:].partition("|")
+            voice, _, text = rest.partition("|")
+            prompts.append(say_prompt(text, engine, voice))
         else:
             try:
                 prompts.append(playback(source))
