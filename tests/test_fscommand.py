@@ -361,6 +361,45 @@ def test_play_and_get_digits_quotes_prompts_with_spaces():
     )
 
 
+def test_say_prompt_with_engine_and_voice_is_a_tts_file():
+    """
+    FreeSWITCH 1.10+ speaks everything after say: with the channel's tts_engine
+    (FS-11237: say:flite:slt:Hi would say "flite:slt:Hi", or nothing when no tts_engine
+    is set), so a prompt naming its engine and voice is mod_dptools' tts:// file: the
+    play_and_get_digits token splits back into engine, voice and the text, colons kept.
+    """
+    prompt = fscommand.say_prompt("Press 1: sales", "flite", "slt")
+    assert prompt == "tts://flite|slt|Press 1: sales"
+    token = separate_string(digits(prompt=prompt), " ", 11)[5]
+    assert token == prompt
+    assert separate_string(token[len("tts://") :], "|", 3) == ["flite", "slt", "Press 1: sales"]
+    assert fscommand.say_prompt("Press 1: sales") == "say:Press 1: sales"
+    for engine, voice in (("flite", None), (None, "slt"), ("flite|x", "slt")):
+        with pytest.raises(UnsafeValue):
+            fscommand.say_prompt("Hi", engine, voice)
+    with pytest.raises(UnsafeValue):
+        digits(prompt="tts://flite|slt|it's")
+
+
+def test_tts_prompt_text_is_refused_or_spoken_as_given():
+    """
+    For any text: say_prompt(text, engine, voice) is refused, or play_and_get_digits'
+    space split and tts_file_open's split at | give back the engine, the voice and the
+    text (spaces at its start trimmed, as FreeSWITCH trims them), and variable expansion
+    leaves the argument alone.
+    """
+
+    def check(text: str) -> None:
+        arg = digits(prompt=fscommand.say_prompt(text, "flite", "kal"))
+        token = separate_string(arg, " ", 11)[5]
+        assert token.startswith("tts://")
+        normalised = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+        assert separate_string(token[6:], "|", 3) == ["flite", "kal", normalised.strip(" ")]
+        assert not expansion_would_change(arg)
+
+    exercise(check, nasty)
+
+
 def digits(**overrides: Any) -> str:
     arguments: dict[str, Any] = {
         "min_digits": 1,

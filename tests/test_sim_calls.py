@@ -424,6 +424,144 @@ def test_play_and_get_digits_regex_mismatch():
     assert "variable_my_digits" not in complete
 
 
+def execute(c, uuid: str, app: str, arg: str) -> None:
+    c.send(
+        f"sendmsg {uuid}\ncall-command: execute\nexecute-app-name: {app}\n"
+        f"execute-app-arg: {arg}\n\n"
+    )
+
+
+SAY_PAGD = "1 5 1 1000 # 'say:{text}' silence_stream://250 my_digits \\d+"
+
+
+def test_say_prompt_without_tts_engine_plays_nothing():
+    """
+    FreeSWITCH 1.10+ speaks everything after say: with the channel's tts_engine; with none
+    set it logs Invalid Args and plays nothing: no prompt (so the callee who answers
+    prompts keys nothing), straight to collecting, read_result failure.  say:flite:slt:...
+    is no different: the engine and voice are just text.
+    """
+    h, c = harness()
+    answered(h, c, "5550008")
+    execute(c, "u1", "play_and_get_digits", SAY_PAGD.format(text="flite:slt:Enter your code"))
+    h.run_for(2.0)
+    frames = events(c)
+    paths = [f.event["Playback-File-Path"] for f in frames if f.name == "PLAYBACK_START"]
+    assert paths == ["silence_stream://250"]
+    assert "DTMF" not in [f.name for f in frames]
+    complete = next(f.event for f in frames if f.name == "CHANNEL_EXECUTE_COMPLETE")
+    assert complete["variable_read_result"] == "failure"
+    assert [kind for _, kind, _ in h.sim.channel("u1").played] == ["playback"]
+
+
+def test_say_prompt_is_spoken_with_the_channel_tts_engine():
+    """
+    With tts_engine set, a say: prompt is spoken (no PLAYBACK events, a TTS-length run)
+    and is a prompt the callee answers: my_digits 123; the whole rest is the text.
+    """
+    h, c = harness()
+    answered(h, c, "5550008")
+    c.command("api uuid_setvar u1 tts_engine flite")
+    c.command("api uuid_setvar u1 tts_voice slt")
+    execute(c, "u1", "play_and_get_digits", SAY_PAGD.format(text="flite:slt:Enter your code"))
+    h.run_for(2.5)
+    frames = events(c)
+    assert "PLAYBACK_START" not in [f.name for f in frames]
+    assert [f.event["DTMF-Digit"] for f in frames if f.name == "DTMF"] == ["1", "2", "3", "#"]
+    complete = next(f.event for f in frames if f.name == "CHANNEL_EXECUTE_COMPLETE")
+    assert complete["variable_my_digits"] == "123"
+    assert h.sim.channel("u1").played[0][1:] == ("speak", "say:flite:slt:Enter your code")
+
+
+def test_tts_file_plays_like_a_file():
+    """
+    tts://engine|voice|text (mod_dptools' TTS file format) plays as a file: PLAYBACK_START
+    and PLAYBACK_STOP with that path, for as long as the text takes to say.
+    """
+    h, c = harness()
+    answered(h, c)
+    execute(c, "u1", "playback", "tts://flite|slt|Hello there")
+    h.run_for(1.0)
+    assert [f.name for f in events(c)] == ["CHANNEL_EXECUTE", "PLAYBACK_START"]
+    h.run_for(0.1)
+    frames = events(c)
+    stop = next(f.event for f in frames if f.name == "PLAYBACK_STOP")
+    assert stop["Playback-File-Path"] == "tts://flite|slt|Hello there"
+    assert stop["variable_playback_ms"] == str(150 + 80 * len("Hello there"))
+    complete = next(f.event for f in frames if f.name == "CHANNEL_EXECUTE_COMPLETE")
+    assert complete["Application-Response"] == "FILE PLAYED"
+    execute(c, "u1", "playback", "tts://flite")
+    complete = next(f.event for f in events(c) if f.name == "CHANNEL_EXECUTE_COMPLETE")
+    assert complete["Application-Response"] == "FILE NOT FOUND"
+
+
+def test_http_cache_fetches_before_playing_and_keeps_the_recording(tmp_path):
+    """
+    http_cache://<url>: the recording is fetched before PLAYBACK_START (a digit pressed
+    meanwhile waits, then stops the playback), plays for its WAV length, and a second play
+    of the URL is not fetched again; a download that fails is FILE NOT FOUND.
+    """
+    from twisted.internet.defer import Deferred, fail
+
+    from iradialer.sim.http_cache import HttpCache
+    from tests.test_sim_audio import write_wav
+
+    wav = write_wav(tmp_path / "hello.wav", seconds=0.8).read_bytes()
+    fetches: dict[str, Deferred[bytes]] = {}
+
+    def get(url: str) -> Deferred[bytes]:
+        if "missing" in url:
+            return fail(ConnectionRefusedError("refused"))
+        fetches[url] = Deferred()
+        return fetches[url]
+
+    h, c = harness()
+    h.sim.http_cache = HttpCache(h.reactor, get=get)
+    answered(h, c)
+    url = "http://127.0.0.1:8000/hello.wav"
+    execute(c, "u1", "playback", "http_cache://" + url)
+    c.command("api uuid_recv_dtmf u1 *")
+    h.run_for(0.5)
+    assert [f.name for f in events(c) if f.name != "API"] == ["CHANNEL_EXECUTE"]
+    fetches.pop(url).callback(wav)
+    frames = events(c)
+    assert [f.name for f in frames][:4] == [
+        "PLAYBACK_START",
+        "DTMF",
+        "PLAYBACK_STOP",
+        "CHANNEL_EXECUTE_COMPLETE",
+    ]
+    assert frames[2].event["Playback-Status"] == "break"
+    execute(c, "u1", "playback", "http_cache://" + url)
+    h.run_for(0.78)
+    assert "PLAYBACK_STOP" not in [f.name for f in events(c)]
+    h.run_for(0.04)
+    stop = next(f.event for f in events(c) if f.name == "PLAYBACK_STOP")
+    assert (stop["Playback-Status"], stop["variable_playback_ms"]) == ("done", "800")
+    assert not fetches
+    execute(c, "u1", "playback", "http_cache://http://127.0.0.1:8000/missing.wav")
+    complete = next(f.event for f in events(c) if f.name == "CHANNEL_EXECUTE_COMPLETE")
+    assert complete["Application-Response"] == "FILE NOT FOUND"
+
+
+def test_play_and_get_digits_keeps_the_digits_keyed_before_a_hangup():
+    """
+    A hangup while digits are being collected ends switch_ivr_read there: the completion
+    carries the digits keyed so far and read_result failure (not a clean variable).
+    """
+    h, c = harness()
+    answered(h, c, "5550008")
+    pagd(c, "u1")
+    h.run_for(1.1)
+    assert [f.event["DTMF-Digit"] for f in events(c) if f.name == "DTMF"] == ["1", "2"]
+    c.command("api uuid_kill u1")
+    h.run_for(0.1)
+    complete = next(f.event for f in events(c) if f.name == "CHANNEL_EXECUTE_COMPLETE")
+    assert complete["Application"] == "play_and_get_digits"
+    assert complete["variable_my_digits"] == "12"
+    assert complete["variable_read_result"] == "failure"
+
+
 def test_uuid_recv_dtmf_and_plain_encoding():
     """uuid_recv_dtmf injects digits (source APP); in plain events # is %23 and * stays."""
     h = Harness(SCENARIOS)

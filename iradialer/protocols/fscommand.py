@@ -375,17 +375,28 @@ def speak(engine: str, voice: str, text: str) -> str:
 
 def say_prompt(text: str, engine: str | None = None, voice: str | None = None) -> str:
     """
-    A prompt for L{play_and_get_digits}: C{say:<engine>:<voice>:<text>}, or C{say:<text>}
-    spoken with the channel's C{tts_engine}/C{tts_voice} variables
-    (C{switch_ivr_play_file}).  Give the engine and voice whenever the text may hold a
-    C{:}, which the short form would take for an engine name.
+    A spoken prompt for L{play_and_get_digits}.
+
+    With C{engine} and C{voice}: C{tts://<engine>|<voice>|<text>}, the TTS file format
+    of C{mod_dptools} (C{tts_file_open} splits at the first two C{|}; the text keeps the
+    rest), played like any file (PLAYBACK_START/STOP).  Without them: C{say:<text>},
+    spoken with the channel's C{tts_engine}/C{tts_voice} variables; with no
+    C{tts_engine} set FreeSWITCH logs "Invalid Args" and plays nothing.
+
+    Since 1.10 (FS-11237) C{switch_ivr_play_file} takes everything after C{say:} as the
+    text, so C{say:flite:slt:Hello} would speak "flite:slt:Hello" with the channel's
+    engine, or nothing at all: an engine and voice cannot travel in a C{say:} prompt.
+    The text of the C{tts://} form may not hold C{'}, the quote character of that split.
     """
     if engine is None and voice is None:
         return "say:" + _spoken_text(text)
     for what, name in (("tts engine", engine), ("tts voice", voice)):
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise UnsafeValue(what, name, "is not a plain name")
-    return f"say:{engine}:{voice}:{_spoken_text(text)}"
+    spoken = _spoken_text(text)
+    if "'" in spoken:
+        raise UnsafeValue("text", text, "contains ', the quote character of a tts:// prompt")
+    return f"tts://{engine}|{voice}|{spoken}"
 
 
 def play_and_get_digits(
@@ -405,8 +416,9 @@ def play_and_get_digits(
     The argument of C{play_and_get_digits}: C{min max tries timeout terminators prompt
     invalid var regex [digit_timeout]}, split at spaces by C{switch_separate_string}.
 
-    Prompts come from L{playback}'s sources or L{say_prompt}; each token is quoted when it
-    holds a space.  An empty C{regex} accepts any digits; C{terminators} C{""} means none.
+    Prompts come from L{playback}'s sources or L{say_prompt} (C{say:} or C{tts://}); each
+    token is quoted when it holds a space.  An empty C{regex} accepts any digits;
+    C{terminators} C{""} means none.
     """
     _check_int("min digits", min_digits, 1, 100)
     _check_int("max digits", max_digits, min_digits, 100)
@@ -420,6 +432,10 @@ def play_and_get_digits(
     for what, source in (("prompt", prompt), ("invalid prompt", invalid_prompt)):
         if source.startswith("say:"):
             prompts.append(say_prompt(source[4:]))
+        elif source.startswith("tts://"):
+            engine, _, rest = source[6:].partition("|")
+            voice, _, text = rest.partition("|")
+            prompts.append(say_prompt(text, engine, voice))
         else:
             try:
                 prompts.append(playback(source))

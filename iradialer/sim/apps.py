@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from iradialer.sim.audio import PlaybackError, playback_ms, speak_ms
 from iradialer.sim.channels import CALLING, Channel, PrivateCommand
@@ -23,6 +26,18 @@ from iradialer.sim.wire import CAUSES, Event, separate_string, str2cause
 
 if TYPE_CHECKING:
     from iradialer.sim.simulator import Simulator
+
+
+@dataclass(frozen=True)
+class Source:
+    """
+    What C{switch_ivr_play_file} makes of a target: a C{file} played for C{ms} (None:
+    until stopped) between PLAYBACK_START and PLAYBACK_STOP, C{speech} spoken for C{ms}
+    with no PLAYBACK events, or C{nothing} at all.
+    """
+
+    kind: str
+    ms: int | None = 0
 
 
 class Countdown:
@@ -186,30 +201,56 @@ class Park(App):
 
 
 class Playback(App):
-    """C{playback}: real durations, PLAYBACK_START/STOP, C{*} and C{uuid_break} stop it."""
+    """
+    C{playback}: real durations, PLAYBACK_START/STOP, C{*} and C{uuid_break} stop it.  A
+    C{say:} target is spoken (no PLAYBACK events); an C{http_cache://} one is fetched
+    first, and until then the channel reads neither digits nor queued commands.
+    """
 
     media = True
 
     def start(self) -> None:
         self.timer: Countdown | None = None
-        self.samples = 0
-        try:
-            ms = playback_ms(self.arg, self.sim.sounds_dir)
-        except PlaybackError as e:
-            self.sim.log.warn("playback: {problem}", problem=str(e))
-            self.complete("FILE NOT FOUND")
+        self.source = Source("nothing")
+        self.opening = True
+        self.services_private = False
+        opened = maybeDeferred(self.sim.apps.source, self.channel, self.arg)
+        opened.addCallbacks(self._opened, self._not_opened)
+        opened.addErrback(self.sim.apps.failed, self)
+
+    def _opened(self, source: Source) -> None:
+        self.opening = False
+        self.services_private = True
+        if self.done:
             return
-        self.ms = ms
-        playback_started(self.channel, self.arg, prompt=True)
-        self.timer = Countdown(self.channel, ms, lambda: self._stop("done"))
+        self.source = source
+        if source.kind == "nothing":
+            self.complete("FILE PLAYED")
+            return
+        playback_started(self.channel, self.arg, prompt=True, events=source.kind == "file")
+        self.timer = Countdown(self.channel, source.ms, lambda: self._stop("done"))
+        if self.stopped:
+            self._stop("break")
+            return
+        self.channel.service_private()
         self.channel.drain_dtmf()
+
+    def _not_opened(self, failure: Failure) -> None:
+        failure.trap(PlaybackError)
+        self.opening = False
+        self.services_private = True
+        if not self.done:
+            self.sim.log.warn("playback: {problem}", problem=failure.getErrorMessage())
+            self.complete("FILE NOT FOUND")
 
     def _stop(self, status: str, response: str = "FILE PLAYED") -> None:
         if self.done or self.timer is None:
             return
         seconds = self.timer.cancel()
-        whole = status == "done" and response == "FILE PLAYED"
-        playback_stopped(self.channel, self.arg, self.ms if whole else None, seconds, status)
+        if self.source.kind == "file":
+            whole = status == "done" and response == "FILE PLAYED"
+            length = self.source.ms if whole else None
+            playback_stopped(self.channel, self.arg, length, seconds, status)
         self.complete(response)
 
     def suspend(self, above: App) -> None:
@@ -221,7 +262,7 @@ class Playback(App):
             self.timer.resume()
 
     def reads_dtmf(self) -> bool:
-        return True
+        return not self.opening
 
     def on_dtmf(self, digit: str) -> None:
         if _terminates(self.channel, digit):
@@ -232,7 +273,7 @@ class Playback(App):
 
     def interrupt(self, reason: str) -> None:
         if self.timer is None:
-            self.complete()
+            self.complete("PLAYBACK ERROR" if self.opening and reason == "hangup" else None)
         elif reason == "hangup":
             self._stop("done", "PLAYBACK ERROR")
         else:
@@ -315,6 +356,8 @@ class PlayAndGetDigits(App):
         self.digit_timeout = _atoi(arg(9)) or self.timeout
         self.phase = "idle"
         self.buffer = ""
+        self.current_file = ""
+        self.current_source = Source("nothing")
         self.playing: Countdown | None = None
         self.waiting: Countdown | None = None
         if self.regex and self.var:
@@ -336,31 +379,53 @@ class PlayAndGetDigits(App):
             self._collect()
 
     def _play(self, target: str, prompt: bool) -> None:
-        try:
-            ms = playback_ms(target, self.sim.sounds_dir)
-        except PlaybackError as e:
-            self.sim.log.warn("play_and_get_digits: {problem}", problem=str(e))
-            if prompt:
-                self._after_read("notfound")
-            else:
-                self._after_invalid()
+        self.phase = "opening prompt" if prompt else "opening invalid"
+        self.services_private = False
+        opened = maybeDeferred(self.sim.apps.source, self.channel, target)
+        opened.addCallbacks(
+            self._opened, self._not_opened, callbackArgs=(target, prompt), errbackArgs=(prompt,)
+        )
+        opened.addErrback(self.sim.apps.failed, self)
+
+    def _opened(self, source: Source, target: str, prompt: bool) -> None:
+        self.services_private = True
+        if self.done:
             return
         self.phase = "prompt" if prompt else "invalid"
+        if source.kind == "nothing":
+            self._next()
+            return
         self.current_file = target
-        self.current_ms = ms
-        playback_started(self.channel, target, prompt)
-        self.playing = Countdown(self.channel, ms, lambda: self._played("done"))
+        self.current_source = source
+        playback_started(self.channel, target, prompt, events=source.kind == "file")
+        self.playing = Countdown(self.channel, source.ms, lambda: self._played("done"))
+        self.channel.service_private()
         self.channel.drain_dtmf()
+
+    def _not_opened(self, failure: Failure, prompt: bool) -> None:
+        failure.trap(PlaybackError)
+        self.services_private = True
+        if self.done:
+            return
+        self.sim.log.warn("play_and_get_digits: {problem}", problem=failure.getErrorMessage())
+        self.phase = "idle"
+        if prompt:
+            self._after_read("notfound")
+        else:
+            self._after_invalid()
 
     def _played(self, status: str) -> None:
         if self.playing is None:
             return
         seconds = self.playing.cancel()
         self.playing = None
-        whole = status == "done"
-        playback_stopped(
-            self.channel, self.current_file, self.current_ms if whole else None, seconds, status
-        )
+        if self.current_source.kind == "file":
+            whole = status == "done"
+            length = self.current_source.ms if whole else None
+            playback_stopped(self.channel, self.current_file, length, seconds, status)
+        self._next()
+
+    def _next(self) -> None:
         if self.phase == "prompt":
             self._collect()
         elif self.phase == "invalid":
@@ -460,18 +525,35 @@ class PlayAndGetDigits(App):
             self._played("break")
 
     def interrupt(self, reason: str) -> None:
+        """
+        A hangup ends switch_ivr_read where it is: the digits keyed so far are stored in
+        the variable, and read_result is failure while collecting (during the prompt it
+        stays unset: switch_ivr_read leaves before setting it).
+        """
+        reading = self.phase in ("opening prompt", "prompt", "collect")
+        collecting = self.phase == "collect"
         self._stop_waiting()
         if self.playing is not None:
             seconds = self.playing.cancel()
             self.playing = None
-            playback_stopped(self.channel, self.current_file, None, seconds, "done")
+            if self.current_source.kind == "file":
+                playback_stopped(self.channel, self.current_file, None, seconds, "done")
+        if reason == "hangup" and reading:
+            if collecting:
+                self.channel.vars.set("read_result", "failure")
+            if self.var and self.buffer:
+                self.channel.vars.set(self.var, self.buffer)
         self.complete()
 
 
-def playback_started(channel: Channel, target: str, prompt: bool) -> None:
-    """PLAYBACK_START; a prompt also lets the scenario's callee answer it."""
-    channel.played.append((channel.sim.clock.seconds(), "playback", target))
-    channel.fire("PLAYBACK_START", post=_file_headers(target))
+def playback_started(channel: Channel, target: str, prompt: bool, events: bool = True) -> None:
+    """
+    PLAYBACK_START (a file; spoken text has no PLAYBACK events); a prompt also lets the
+    scenario's callee answer it.
+    """
+    channel.played.append((channel.sim.clock.seconds(), "playback" if events else "speak", target))
+    if events:
+        channel.fire("PLAYBACK_START", post=_file_headers(target))
     if prompt:
         channel.prompt_started()
 
@@ -659,6 +741,37 @@ class Applications:
         )
         v.set("current_application", app.name)
         app.start()
+
+    def source(self, channel: Channel, target: str) -> Source | Deferred[Source]:
+        """
+        What C{switch_ivr_play_file} plays for C{target}: C{say:<text>} is spoken with
+        the channel's C{tts_engine} (FreeSWITCH 1.10+ takes all of the rest as the text;
+        with no C{tts_engine} it logs "Invalid Args" and plays nothing); C{http_cache://}
+        is fetched first (a Deferred); anything else is a file.
+
+        @raise PlaybackError: FreeSWITCH could not open it (FILE NOT FOUND).
+        """
+        lowered = target.lower()
+        if lowered.startswith("say:"):
+            text = target[len("say:") :]
+            if not channel.vars.get("tts_engine") or not text:
+                self.log.warn(
+                    "Channel {uuid}: {target!r} without a tts_engine variable: like "
+                    "FreeSWITCH (Invalid Args), nothing is played",
+                    uuid=channel.uuid,
+                    target=target,
+                )
+                return Source("nothing")
+            return Source("speech", speak_ms(text))
+        if lowered.startswith("http_cache://"):
+            fetched = self.sim.http_cache.length_ms(target[len("http_cache://") :])
+            return fetched.addCallback(lambda ms: Source("file", ms))
+        return Source("file", playback_ms(target, self.sim.sounds_dir))
+
+    def failed(self, failure: Failure, app: App) -> None:
+        """A bug in an application's callbacks: logged, and the application ends."""
+        self.log.failure("Application {app} failed", failure, app=app.name)
+        app.complete()
 
     def run_private(self, channel: Channel, command: PrivateCommand) -> None:
         """C{switch_ivr_parse_event} for one dequeued command."""

@@ -11,6 +11,7 @@ goes quiet and FreeSWITCH sends comfort-noise frames, runs of C{0xFF}).
 
 from __future__ import annotations
 
+import io
 import re
 import wave
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+
+from iradialer.sim.wire import separate_string
 
 RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms
@@ -315,6 +318,12 @@ def playback_ms(target: str, sounds_dir: Path) -> int | None:
         return None if ms <= 0 else ms
     if lowered.startswith("local_stream://"):
         return None
+    if lowered.startswith("tts://"):
+        # mod_dptools tts_file_open: engine|voice|text, split at the first two "|".
+        fields = separate_string(target[len("tts://") :], "|", 3)
+        if len(fields) != 3 or not fields[2]:
+            raise PlaybackError(f"{target}: tts:// takes engine|voice|text")
+        return speak_ms(fields[2])
     if lowered.startswith("file_string://"):
         parts = [playback_ms(p, sounds_dir) for p in target[len("file_string://") :].split("!")]
         return None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
@@ -333,6 +342,19 @@ def _file_ms(path: Path) -> int:
         raise PlaybackError(f"{path}: no such file") from None
     except (OSError, wave.Error, EOFError) as e:
         raise PlaybackError(f"{path}: the simulator plays PCM WAV files only ({e})") from None
+
+
+def wav_ms(data: bytes) -> int:
+    """
+    How long a WAV file held in memory (a fetched recording) plays, in milliseconds.
+
+    @raise PlaybackError: not a PCM WAV file.
+    """
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            return int(w.getnframes() * 1000 / w.getframerate())
+    except (wave.Error, EOFError) as e:
+        raise PlaybackError(f"the simulator plays PCM WAV files only ({e})") from None
 
 
 def speak_ms(text: str) -> int:

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from iradialer.sim.apps import Applications
 from iradialer.sim.channels import Channel
 from iradialer.sim.conference import Conferences
+from iradialer.sim.http_cache import HttpCache
 from iradialer.sim.media import MediaEngine
 from iradialer.sim.scenarios import ScenarioPlan
 from iradialer.sim.wire import CAUSES, Event, cause_name, separate_string
@@ -72,6 +73,7 @@ class Simulator:
         self.apps = Applications(self)
         self.conferences = Conferences(self)
         self.media = MediaEngine(self, reactor, record_seconds)
+        self.http_cache = HttpCache(reactor)
         self.callee = Callee(self)
         self._heartbeat: LoopingCall | None = None
 
