@@ -21,12 +21,14 @@ import pytest
 
 from tests.test_demo_process import free_port
 
-CHECKS = ",".join([
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_schema_conformance",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+    ]
+)
 
 
 def wait_until_ready(base: str, process: subprocess.Popen, deadline: float) -> None:
@@ -62,7 +64,9 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path):
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
         [str(bin_dir / "twistd"), "--pidfile=", "-n", "iradialer", "--config", str(config)],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{api}"
     try:
@@ -70,10 +74,24 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path):
         st = shutil.which("st", path=str(bin_dir))
         assert st is not None
         run = subprocess.run(
-            [st, "run", f"{base}/api/openapi.json", "--checks", CHECKS,
-             "-H", "Authorization: Bearer acme-token-1", "--max-examples", "25",
-             "--seed", "20261127", "--no-color"],
-            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+            [
+                st,
+                "run",
+                f"{base}/api/openapi.json",
+                "--checks",
+                CHECKS,
+                "-H",
+                "Authorization: Bearer acme-token-1",
+                "--max-examples",
+                "25",
+                "--seed",
+                "20261127",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )
         assert run.returncode == 0, run.stdout[-6000:]

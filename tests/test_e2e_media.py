@@ -7,7 +7,12 @@ from __future__ import annotations
 import wave
 
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
+from iradialer.tts import wav_bytes
 from tests.e2e import Stack, stack_fixture
 
 stack = stack_fixture()
@@ -130,14 +135,49 @@ async def test_playtext_and_stopplay(stack: Stack):
     assert (code, body["status_code"]) == (400, 128)
 
 
+class Recordings(Resource):
+    """A web server of recordings: 404 for anything else."""
+
+    isLeaf = True
+
+    def __init__(self, files: dict[bytes, bytes]) -> None:
+        super().__init__()
+        self.files = files
+
+    def render_GET(self, request):
+        if request.path not in self.files:
+            request.setResponseCode(404)
+            return b"not found"
+        request.setHeader(b"content-type", b"audio/wav")
+        return self.files[request.path]
+
+
 @pytest_twisted.ensureDeferred
 async def test_playurl(stack: Stack):
-    call_uuid = await stack.answered_call("15550000006")
-    code, body = await stack.post(
-        "playurl", {"call_uuid": call_uuid, "url": "example.com/prompts/hello.wav"}
+    """A recording on a local web server is fetched through http_cache:// and played; a
+    missing one ends its play with 103."""
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Site(Recordings({b"/hello.wav": wav_bytes(b"\x00\x10" * 4000)}))
     )
-    assert code == 200, body
-    await stack.wait_for(call_uuid, "play_done")
+    try:
+        call_uuid = await stack.answered_call("15550000006")
+        host = f"127.0.0.1:{port.getHost().port}"
+        code, body = await stack.post(
+            "playurl", {"call_uuid": call_uuid, "url": f"{host}/hello.wav"}
+        )
+        assert code == 200, body
+        done = await stack.wait_for(call_uuid, "play_done")
+        assert "status_code" not in done, done
+        code, body = await stack.post(
+            "playurl", {"call_uuid": call_uuid, "url": f"http://{host}/nope.wav"}
+        )
+        assert code == 200, body
+        missing = await stack.wait_for(
+            call_uuid, "play_done", lambda e: e["play_id"] == body["play_id"]
+        )
+        assert missing["status_code"] == 103
+    finally:
+        await port.stopListening()
     code, body = await stack.post("playurl", {"call_uuid": call_uuid, "url": "ftp://x/y.wav"})
     assert (code, body["status_code"]) == (400, 128)
     code, body = await stack.post(

@@ -189,12 +189,23 @@ _SETCPAPARAMS = _request(
 
 _MAKECALL = _request(
     ["gateway", "to", "from", "event_url"],
-    gateway=string("A gateway the tenant may use, e.g. sofia/gateway/chime.", maxLength=128,
-                   examples=["sofia/gateway/sim"]),
-    to=string("E.164 number to dial: 6-15 digits, optional +.", pattern=r"^\+?[0-9]{6,15}$",
-              examples=["15551230001"]),
-    **{"from": string("E.164 caller id: 6-15 digits, optional +.", pattern=r"^\+?[0-9]{6,15}$",
-                      examples=["15559990000"])},
+    gateway=string(
+        "A gateway the tenant may use, e.g. sofia/gateway/chime.",
+        maxLength=128,
+        examples=["sofia/gateway/sim"],
+    ),
+    to=string(
+        "E.164 number to dial: 6-15 digits, optional +.",
+        pattern=r"^\+?[0-9]{6,15}$",
+        examples=["15551230001"],
+    ),
+    **{
+        "from": string(
+            "E.164 caller id: 6-15 digits, optional +.",
+            pattern=r"^\+?[0-9]{6,15}$",
+            examples=["15559990000"],
+        )
+    },
     event_url={**EVENT_URL, "examples": ["http://127.0.0.1:9100/events"]},
     enable_cpa=yes_no("Run call progress analysis from answer.", False),
     dial_timeout=integer("Seconds to wait for answer.", 30, 1, 600),

@@ -102,7 +102,7 @@ class Digits:
 
     async def _prompt(self, kind: str, message: str, body: dict[str, Any]) -> str:
         """
-        A prompt for play_and_get_digits: a file, a URL, C{say:flite:<voice>:<text>}, or a
+        A prompt for play_and_get_digits: a file, a URL, C{tts://flite|<voice>|<text>}, or a
         file synthesized by another TTS engine.
         """
         if kind in ("filename", "file"):
@@ -174,8 +174,13 @@ class Digits:
         del self.collecting[collection.call.uuid]
         digits = event.get("variable_" + collection.variable)
         rejected = event.get("variable_" + collection.variable + "_invalid")
-        if digits:
+        if digits and not collection.call.live:
+            # FreeSWITCH keeps what was keyed before a hangup, with read_result failure.
+            self._report(collection, digits, "timeout", DtmfStatus.CALL_ENDED)
+        elif digits and event.get("variable_read_result") != "failure":
             self._report(collection, digits, "collected", None)
+        elif digits:
+            self._report(collection, digits, "invalid", DtmfStatus.TOO_FEW_DIGITS)
         elif rejected:
             self._report(collection, rejected, "invalid", DtmfStatus.NO_MATCH)
         elif collection.heard:
