@@ -75,6 +75,8 @@ class FreeSwitchConfig:
     simulate: bool
     scenarios: Path | None
     nodes: tuple[NodeConfig, ...]
+    simulator_listen: str = "tcp:8021:interface=127.0.0.1"
+    simulator_password: str = "ClueCon"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,15 @@ class ManholeConfig:
 
 
 @dataclass(frozen=True)
+class PollyConfig:
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    cache_dir: Path
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     api: ApiConfig
@@ -134,6 +145,7 @@ class Config:
     manhole: ManholeConfig
     tenants: tuple[TenantConfig, ...]
     asr_applications: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    polly: PollyConfig | None = None
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     gateways: tuple[GatewayConfig, ...] = ()
 
@@ -209,6 +221,17 @@ class Config:
                 for t in self.tenants
             ],
             "asr": {"applications": sorted(self.asr_applications)},
+            "tts": {
+                "polly": None
+                if self.polly is None
+                else {
+                    "region": self.polly.region,
+                    "access_key_id": self.polly.access_key_id,
+                    "secret_access_key": "***",
+                    "cache_dir": str(self.polly.cache_dir),
+                    "endpoint": self.polly.endpoint,
+                }
+            },
             "webhooks": asdict(self.webhooks),
             "gateways": [
                 {"name": g.name, "cps": g.cps, "max_calls": g.max_calls} for g in self.gateways
@@ -429,6 +452,7 @@ def _read_config(top: _Table) -> Config:
     if api.admin_token in {t.token for t in tenants}:
         raise top.error("api.admin_token", "must differ from every tenant token")
     asr = _read_asr(top.table("asr"))
+    polly = _read_tts(top.table("tts"), media.files_dir)
     webhooks = _read_webhooks(top.table("webhooks"))
     gateways = tuple(_read_gateway(g) for g in top.tables("gateway"))
     _check_unique(top, "gateway", [g.name for g in gateways], "name")
@@ -442,6 +466,7 @@ def _read_config(top: _Table) -> Config:
         manhole=manhole,
         tenants=tenants,
         asr_applications=asr,
+        polly=polly,
         webhooks=webhooks,
         gateways=gateways,
     )
@@ -474,8 +499,16 @@ def _read_freeswitch(t: _Table) -> FreeSwitchConfig:
     _check_unique(t, "node", [n.name for n in nodes], "name")
     if not simulate and not nodes:
         raise t.error("node", "at least one [[freeswitch.node]] is needed unless simulate = true")
+    simulator_listen = t.endpoint("simulator_listen", "tcp:8021:interface=127.0.0.1")
+    simulator_password = t.string("simulator_password", "ClueCon", pattern=r"[^\s]{1,128}")
     t.done()
-    return FreeSwitchConfig(simulate=simulate, scenarios=scenarios, nodes=nodes)
+    return FreeSwitchConfig(
+        simulate=simulate,
+        scenarios=scenarios,
+        nodes=nodes,
+        simulator_listen=simulator_listen,
+        simulator_password=simulator_password,
+    )
 
 
 def _read_node(t: _Table) -> NodeConfig:
@@ -497,7 +530,7 @@ def _read_media(t: _Table) -> MediaConfig:
         ipaddress.ip_address(listen)
     except ValueError:
         raise t.error("listen", f"{listen!r} is not an IP address") from None
-    port = t.integer("port", 9000, low=1, high=65535)
+    port = t.integer("port", 9000, low=0, high=65535)
     ports = t.string("freeswitch_ports", "30000-39999", pattern=r"\d{1,5}-\d{1,5}")
     low, high = (int(p) for p in ports.split("-"))
     if not 1 <= low <= high <= 65535:
@@ -582,6 +615,27 @@ def _read_asr(t: _Table) -> dict[str, Mapping[str, Any]]:
     applications.done()
     t.done()
     return result
+
+
+def _read_tts(t: _Table, files_dir: Path) -> PollyConfig | None:
+    polly = None
+    if "polly" in t.data:
+        p = t.table("polly")
+        cache = p.path("cache_dir", str(files_dir / "tts-cache"))
+        if not cache.is_relative_to(files_dir):
+            raise p.error(
+                "cache_dir", "must be inside media.files_dir, where FreeSWITCH plays from"
+            )
+        polly = PollyConfig(
+            region=p.string("region", pattern=r"[a-z]{2}(-[a-z]+)+-\d"),
+            access_key_id=p.string("access_key_id"),
+            secret_access_key=p.string("secret_access_key"),
+            cache_dir=cache,
+            endpoint=p.string("endpoint", None, pattern=r"https?://\S+"),
+        )
+        p.done()
+    t.done()
+    return polly
 
 
 def _read_webhooks(t: _Table) -> WebhookConfig:

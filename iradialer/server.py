@@ -13,15 +13,21 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from iradialer import __version__
 from iradialer.api.app import DialerAPI
 from iradialer.api.site import ApiSite
-from iradialer.config import Config, ConfigError, load
+from iradialer.config import Config, ConfigError, NodeConfig, load
+from iradialer.dialer.core import Dialer
+from iradialer.dialer.records import Records
 from iradialer.domain.pacing import Pacer
 from iradialer.domain.tenants import LicenseLedger, TenantDirectory
+from iradialer.freeswitch.pool import NodePool
 from iradialer.metrics import Metrics
 from iradialer.status import CallRecorder, StatusBoard
 from iradialer.store import Store
@@ -163,12 +169,49 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
     status_board.add_source("pacing", pacer.status, scope="tenant")
     metrics.before_scrape(lambda: metrics.set_licenses(status_board.license_figures()))
 
+    config.store.path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(config.store.path, reactor=reactor)
     _named(store, "store", root)
     webhooks = WebhookService(store, directory, reactor, settings=config.webhooks, metrics=metrics)
     _named(webhooks, "webhooks", root)
     status_board.add_source("webhooks", webhooks.status)
     metrics.before_scrape(lambda: metrics.webhook_outbox_depth.set(webhooks.outbox_depth))
+
+    from iradialer.media import MediaService
+
+    media = MediaService(config.media, reactor, metrics=metrics)
+    _named(media, "media", root)
+    status_board.add_source("cpa", media.status, scope="shared")
+
+    nodes, connect = list(config.freeswitch.nodes), None
+    if config.freeswitch.simulate:
+        simulator, nodes, connect = _embedded_simulator(config, reactor)
+        _named(simulator, "simulator", root)
+
+    dialer = Dialer(
+        config=config,
+        pool=None,
+        media=media,
+        webhooks=webhooks,
+        records=Records(store),
+        directory=directory,
+        ledger=ledger,
+        pacer=pacer,
+        recorder=recorder,
+        clock=reactor,
+        tts=_tts_engines(config, reactor),
+        asr_applications=_asr_applications(config, reactor),
+    )
+    _named(dialer, "calls", root)
+    pool = NodePool(nodes, reactor, dialer, connect)
+    dialer.pool = pool
+    _named(pool, "freeswitch", root)
+    status_board.add_source("freeswitch", lambda: {"nodes": pool.status()}, scope="shared")
+    status_board.add_source("dialer", dialer.status, scope="tenant")
+    status_board.add_health_check(
+        "freeswitch",
+        lambda: None if any(n.connected for n in pool.nodes) else "no FreeSWITCH node is connected",
+    )
 
     api = DialerAPI(
         directory=directory,
@@ -177,6 +220,7 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
         current_config=lambda: live.current,
         reload=live.reload,
         status_board=status_board,
+        dialer=dialer,
     )
     site = ApiSite(api, metrics, reactor)
     _named(
@@ -188,7 +232,7 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
 
         namespace = {"root": root, "api": api, "live": live, "ledger": ledger, "reactor": reactor}
         namespace.update(metrics=metrics, status_board=status_board, pacer=pacer)
-        namespace.update(webhooks=webhooks)
+        namespace.update(webhooks=webhooks, store=store, media=media, pool=pool, dialer=dialer)
         _named(
             make_manhole_service(config.manhole, namespace, reactor, config.source), "manhole", root
         )
@@ -198,6 +242,76 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
     else:
         _named(Announce(config), "announce", root)
     return root
+
+
+def _embedded_simulator(config: Config, reactor: Any) -> tuple[Service, list[NodeConfig], Any]:
+    """
+    The built-in simulator as a child service, and the one node that connects to it (once
+    it listens, so C{simulator_listen} may use port 0).  The node's caps are generous: the
+    simulator carries whatever the tenants' licenses and pacing allow.
+    """
+    from iradialer.sim import make_simulator_service
+
+    simulator = make_simulator_service(
+        config.freeswitch.simulator_listen,
+        reactor,
+        config.freeswitch.scenarios,
+        password=config.freeswitch.simulator_password,
+    )
+    node = NodeConfig(
+        name="sim",
+        host="127.0.0.1",
+        port=0,
+        password=config.freeswitch.simulator_password,
+        max_sessions=100_000,
+        cps=10_000,
+    )
+    return simulator, [node], lambda _: _WhenListening(reactor, simulator)
+
+
+@implementer(IStreamClientEndpoint)
+class _WhenListening:
+    """Connects to the embedded simulator once it listens, wherever that is."""
+
+    def __init__(self, reactor: Any, simulator: Any) -> None:
+        self.reactor = reactor
+        self.simulator = simulator
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        d = self.simulator.when_listening()
+        d.addCallback(
+            lambda port: TCP4ClientEndpoint(self.reactor, "127.0.0.1", port.getHost().port).connect(
+                factory
+            )
+        )
+        return d
+
+
+def _asr_applications(config: Config, reactor: Any) -> dict[str, Any]:
+    if not config.asr_applications:
+        return {}
+    import treq
+
+    from iradialer.asr.applications import build_applications
+
+    return build_applications(config.asr_applications, treq, reactor)
+
+
+def _tts_engines(config: Config, reactor: Any) -> dict[str, Any]:
+    if config.polly is None:
+        return {}
+    import treq
+
+    from iradialer.tts import Polly, PollySettings
+
+    settings = PollySettings(
+        region=config.polly.region,
+        access_key_id=config.polly.access_key_id,
+        secret_access_key=config.polly.secret_access_key,
+        cache_dir=config.polly.cache_dir,
+        endpoint=config.polly.endpoint,
+    )
+    return {"polly": Polly(settings, treq, reactor)}
 
 
 def _named(service: Service, name: str, parent: MultiService) -> Service:

@@ -103,6 +103,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX webhook_dead_letters_dead_at ON webhook_dead_letters (dead_at);
         """,
     ),
+    Migration(
+        2,
+        "call records, CPA and ASR configurations (iradialer.dialer.records)",
+        """
+        CREATE TABLE cpa_configs (
+            tenant_id TEXT NOT NULL,
+            config_name TEXT NOT NULL,
+            params TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (tenant_id, config_name)
+        );
+        CREATE TABLE asr_configs (
+            tenant_id TEXT NOT NULL,
+            config_name TEXT NOT NULL,
+            params TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (tenant_id, config_name)
+        );
+        CREATE TABLE calls (
+            call_uuid TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            node TEXT NOT NULL,
+            live INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX calls_live ON calls (live) WHERE live = 1;
+        CREATE INDEX calls_tenant ON calls (tenant_id, created_at);
+        """,
+    ),
 )
 
 

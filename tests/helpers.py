@@ -77,6 +77,7 @@ class ThreadedMemoryReactor(MemoryReactorClock):
 
     def __init__(self) -> None:
         super().__init__()
+        self.udpServers: list[tuple[int, Any, str, int]] = []
         self.thread_calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple, dict]] = (
             queue.SimpleQueue()
         )
@@ -87,6 +88,13 @@ class ThreadedMemoryReactor(MemoryReactorClock):
         else:
             self.thread_calls.put((f, args, kwargs))
 
+    def listenUDP(
+        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
+    ) -> Any:  # noqa: N802
+        """Records the UDP listener (the media service's), like C{listenTCP} does."""
+        self.udpServers.append((port, protocol, interface, maxPacketSize))
+        return _MemoryUDPPort(interface or "0.0.0.0", port)
+
     def run_thread_calls(self) -> int:
         count = 0
         while not self.thread_calls.empty():
@@ -94,3 +102,19 @@ class ThreadedMemoryReactor(MemoryReactorClock):
             f(*args, **kwargs)
             count += 1
         return count
+
+
+class _MemoryUDPPort:
+    def __init__(self, host: str, port: int) -> None:
+        from twisted.internet.address import IPv4Address
+
+        self._address = IPv4Address("UDP", host, port)
+
+    def getHost(self) -> Any:  # noqa: N802
+        return self._address
+
+    def stopListening(self) -> None:  # noqa: N802
+        return None
+
+    def write(self, datagram: bytes, addr: Any) -> None:
+        return None

@@ -22,12 +22,23 @@ def make(tmp_path, *args: str, extra: str = ""):
 
 
 def test_listens_where_configured(tmp_path):
-    """The API listens on the endpoint of the file, or of --listen when given."""
-    service, reactor = make(tmp_path, "--listen", "tcp:8123:interface=127.0.0.2")
+    """
+    The API listens on the endpoint of the file, or of --listen when given; the embedded
+    simulator on simulator_listen; the media receiver on [media].
+    """
+    service, reactor = make(
+        tmp_path,
+        "--listen",
+        "tcp:8123:interface=127.0.0.2",
+        extra='[media]\nlisten = "127.0.0.3"\nport = 9123\n',
+    )
     service.startService()
     try:
-        port, factory, backlog, interface = reactor.tcpServers[0]
-        assert (port, interface) == (8123, "127.0.0.2")
+        tcp = {(port, interface) for port, _, _, interface in reactor.tcpServers}
+        assert tcp == {(8123, "127.0.0.2"), (8021, "127.0.0.1")}
+        assert [(port, interface) for port, _, interface, _ in reactor.udpServers] == [
+            (9123, "127.0.0.3")
+        ]
     finally:
         service.stopService()
 

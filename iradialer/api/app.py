@@ -22,8 +22,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from iradialer.api import dashboard
-from iradialer.config import Config, ConfigError
+from iradialer.api import dashboard, schemas
+from iradialer.config import Config, ConfigError, TenantConfig
 from iradialer.domain.errors import DialerError, Status
 from iradialer.domain.tenants import LicenseLedger, Principal, TenantDirectory
 from iradialer.status import CallRecorder, StatusBoard
@@ -104,6 +104,7 @@ class DialerAPI:
         clock: IReactorTime,
         current_config: Callable[[], Config],
         reload: Callable[[], object],
+        dialer: Any = None,
         status_board: StatusBoard | None = None,
     ) -> None:
         self.directory = directory
@@ -111,6 +112,7 @@ class DialerAPI:
         self.clock = clock
         self.current_config = current_config
         self._reload = reload
+        self.dialer = dialer
         self.status_board = status_board or StatusBoard(
             directory=directory,
             ledger=ledger,
@@ -146,6 +148,21 @@ class DialerAPI:
         if principal is None:
             raise ApiError(401, "invalid auth token")
         return principal
+
+    def tenant_of(self, request: IRequest) -> TenantConfig:
+        """The tenant a call-control request acts for (the admin token has none)."""
+        principal = self.authenticate(request)
+        if principal.tenant is None:
+            raise ApiError(403, "the admin token acts for no tenant; use a tenant's token")
+        return principal.tenant
+
+    async def _call_control(self, request: IRequest, name: str) -> bytes:
+        tenant = self.tenant_of(request)
+        body = schemas.validate(name, read_json_object(request))
+        if self.dialer is None:
+            raise ApiError(503, "call control is not running on this server")
+        result = await OPERATIONS[name](self.dialer, tenant, body)
+        return write_json(request, 200, ok(**result))
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -225,6 +242,20 @@ class DialerAPI:
         assert state.reason is not None
         return write_json(request, 400, error_body(400, state.reason, state.status))
 
+    @app.route("/api/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        self.authenticate(request)
+        return write_json(request, 200, schemas.openapi())
+
+    for _name in [n for n, e in schemas.ENDPOINTS.items() if e.method == "POST" and n != "reload"]:
+
+        def _handler(self: DialerAPI, request: IRequest, _name: str = _name) -> Any:
+            return self._call_control(request, _name)
+
+        _handler.__name__ = f"post_{_name}"
+        app.route(f"/api/{_name}", methods=["POST"], endpoint=_handler.__name__)(_handler)
+    del _name, _handler
+
     @app.route("/api/reload", methods=["POST"])
     def reload(self, request: IRequest) -> bytes:
         principal = self.authenticate(request)
@@ -235,3 +266,39 @@ class DialerAPI:
         except ConfigError as e:
             raise ApiError(400, f"configuration not reloaded: {e}", Status.INVALID_REQUEST) from e
         return write_json(request, 200, ok(tenants=sorted(t.id for t in self.directory)))
+
+
+def _member(action: str) -> Callable[..., Any]:
+    return lambda dialer, tenant, body: dialer.conferences.member_action(tenant, action, body)
+
+
+def _play(kind: str) -> Callable[..., Any]:
+    return lambda dialer, tenant, body: dialer.playbacks.play(tenant, kind, body)
+
+
+# Each call-control endpoint and the dialer operation it runs (with the validated body).
+OPERATIONS: dict[str, Callable[[Any, TenantConfig, dict[str, Any]], Any]] = {
+    "setcpaparams": lambda d, t, b: d.analysis.set_params(t, b),
+    "makecall": lambda d, t, b: d.make_call(t, b),
+    "bridgecall": lambda d, t, b: d.conferences.bridge(t, b),
+    "playfile": _play("file"),
+    "playtext": _play("tts"),
+    "playurl": _play("url"),
+    "stopplay": lambda d, t, b: d.playbacks.stop(t, b),
+    "dropcall": lambda d, t, b: d.drop(t, b),
+    "mute": _member("mute"),
+    "unmute": _member("unmute"),
+    "deaf": _member("deaf"),
+    "undeaf": _member("undeaf"),
+    "hold": _member("hold"),
+    "unhold": _member("unhold"),
+    "getdetails": lambda d, t, b: d.details(t, b),
+    "getsimpledtmf": lambda d, t, b: d.digits.simple(t, b),
+    "getvaliddtmf": lambda d, t, b: d.digits.valid(t, b),
+    "parkcall": lambda d, t, b: d.conferences.park(t, b),
+    "multiconf": lambda d, t, b: d.conferences.multiconf(t, b),
+    "senddtmf": lambda d, t, b: d.digits.send(t, b),
+    "setasrparams": lambda d, t, b: d.asr.set_params(t, b),
+    "startasr": lambda d, t, b: d.asr.start(t, b),
+    "stopasr": lambda d, t, b: d.asr.stop(t, b),
+}

@@ -101,7 +101,7 @@ GENERATIONS: dict[str, AmdRules] = {
     ),
 }
 
-_RULE_LIMITS: dict[str, tuple[float, float]] = {
+RULE_LIMITS: dict[str, tuple[float, float]] = {
     "initial_silence": (500, 60000),
     "greeting": (300, 30000),
     "after_greeting_silence": (100, 10000),
@@ -152,6 +152,9 @@ class CpaConfig:
     detect_dtmf: bool = True
     #: Shortest steady tone reported as a beep or named tone.
     beep_min_length: int = 80
+    #: A 1 kHz beep this long is written back to the callee on answer (0: none); the seed
+    #: recommends one for carriers that need media both ways at once.
+    welcome_beep_ms: int = 0
     #: Explicit overrides of the generation's L{AmdRules}; see L{rules}.
     rule_overrides: tuple[tuple[str, Any], ...] = field(default=())
 
@@ -215,6 +218,7 @@ class CpaConfig:
             beep_is_am=_bool(p, "beep_is_am", True),
             detect_dtmf=_bool(p, "detect_dtmf", True),
             beep_min_length=_int(p, "beep_min_length", 80, 40, 2000),
+            welcome_beep_ms=_int(p, "welcome_beep_ms", 0, 0, 2000),
             rule_overrides=tuple(overrides),
         )
         config.rules  # noqa: B018  (validates the combination)
@@ -239,6 +243,7 @@ class CpaConfig:
             "beep_is_am": self.beep_is_am,
             "detect_dtmf": self.detect_dtmf,
             "beep_min_length": self.beep_min_length,
+            "welcome_beep_ms": self.welcome_beep_ms,
         }
         params.update(dict(self.rule_overrides))
         return params
@@ -326,7 +331,7 @@ def _rule_value(name: str, value: Any) -> Any:
         if value not in ("fixed", "adaptive"):
             raise ValueError(f"speech_detector: must be fixed or adaptive, not {value!r}")
         return value
-    low, high = _RULE_LIMITS[name]
+    low, high = RULE_LIMITS[name]
     if isinstance(value, bool):
         raise ValueError(f"{name}: must be a number, not a boolean")
     try:

@@ -58,7 +58,20 @@ class Status(IntEnum):
     ASR_APPLICATION_TIMEOUT = 142  # the ASR application did not answer in time
 
 
-DTMF_CODES = range(200, 236)
+class DtmfStatus(IntEnum):
+    """
+    The seed reserves 200-235 for DTMF collection errors; these are the ones iradialer uses
+    (the C{dtmf} event's C{status_code}; its C{status} says C{timeout} or C{invalid}).
+    """
+
+    TIMEOUT = 200  # no digit before the timeout
+    TOO_FEW_DIGITS = 201  # fewer than minimum_digits before the timeout or a terminator
+    NO_MATCH = 202  # the digits did not match reg_expr, after maximum_tries
+    CALL_ENDED = 203  # the call hung up while collecting
+    PROMPT_FAILED = 204  # the prompt could not be played (file not found, bad URL, TTS error)
+    INTERRUPTED = 205  # collection was interrupted (stopplay, a transfer into a conference)
+    FREESWITCH_REFUSED = 206  # FreeSWITCH refused to start the collection
+    BAD_REGEX = 207  # reg_expr is not a valid regular expression (request refused: HTTP 400)
 
 
 class DialerError(Exception):

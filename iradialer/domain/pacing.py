@@ -158,6 +158,12 @@ class Pacer:
                 bucket.take(now)
         self._in_progress[gateway] += 1
 
+    def call_adopted(self, gateway: str) -> None:
+        """
+        A call placed before a restart, taken back: it counts against the gateway's cap.
+        """
+        self._in_progress[gateway] += 1
+
     def call_ended(self, gateway: str) -> None:
         """
         One call admitted through C{gateway} is over (or never started).

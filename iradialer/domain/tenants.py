@@ -81,8 +81,10 @@ class LicenseLedger:
         self._holders: dict[str, str] = {}
         self._used: dict[str, int] = {}
 
-    def acquire(self, tenant_id: str, call_uuid: str) -> None:
+    def acquire(self, tenant_id: str, call_uuid: str, force: bool = False) -> None:
         """
+        @param force: count the license even over the limit (a call that already exists,
+            re-adopted after a restart, holds one whatever the limit is now).
         @raise LicensesExhausted: the tenant's calls already use every license it has.
         """
         if call_uuid in self._holders:
@@ -90,7 +92,7 @@ class LicenseLedger:
         tenant = self._directory.get(tenant_id)
         total = 0 if tenant is None else tenant.licenses
         used = self._used.get(tenant_id, 0)
-        if used >= total:
+        if used >= total and not force:
             raise LicensesExhausted(tenant_id, used, total)
         self._holders[call_uuid] = tenant_id
         self._used[tenant_id] = used + 1
