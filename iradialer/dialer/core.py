@@ -334,12 +334,8 @@ class Dialer(Service):
         elif failure.check(NodeDown):
             self.finish(
                 call,
-                causes.Hangup(
-                    "NORMAL_TEMPORARY_FAILURE",
-                    41,
-                    None,
-                    f"dialing failed: FreeSWITCH node {call.node} went down before the call "
-                    "was placed",
+                causes.dial_failed(
+                    f"FreeSWITCH node {call.node} went down before the call was placed"
                 ),
             )
         elif failure.check(ConnectionClosed):
@@ -348,15 +344,7 @@ class Dialer(Service):
             )
         else:
             self.log.failure("Originate of {call_uuid} failed", failure, call_uuid=call.uuid)
-            self.finish(
-                call,
-                causes.Hangup(
-                    "NORMAL_TEMPORARY_FAILURE",
-                    41,
-                    None,
-                    f"dialing failed: {failure.getErrorMessage()}",
-                ),
-            )
+            self.finish(call, causes.dial_failed(failure.getErrorMessage()))
 
     # -- drop and details --------------------------------------------------------------------
 
