@@ -250,12 +250,15 @@ def load(path: str | Path) -> Config:
     @raise ConfigError: the file cannot be read, is not TOML, or holds a bad key or value.
     """
     path = Path(path)
-    source = str(path)
+    return parse(read_file(path), str(path), base=path.resolve().parent)
+
+
+def read_file(path: Path) -> str:
+    """The text of a configuration file, or a L{ConfigError} naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(source, "(file)", f"cannot be read: {e.strerror}") from None
-    return parse(text, source, base=path.resolve().parent)
+        raise ConfigError(str(path), "(file)", f"cannot be read: {e.strerror}") from None
 
 
 def parse(text: str, source: str, base: Path) -> Config:

@@ -203,11 +203,12 @@ def build_service(config: Config, reactor: Any, reload_path: str | None = None) 
         asr_applications=_asr_applications(config, reactor),
     )
     _named(dialer, "calls", root)
-    pool = NodePool(nodes, reactor, dialer, connect)
+    pool = NodePool(nodes, reactor, dialer, connect, metrics=metrics)
     dialer.pool = pool
     _named(pool, "freeswitch", root)
     status_board.add_source("freeswitch", lambda: {"nodes": pool.status()}, scope="shared")
     status_board.add_source("dialer", dialer.status, scope="tenant")
+    metrics.before_scrape(lambda: metrics.set_calls_in_state(dialer.calls_in_state()))
     status_board.add_health_check(
         "freeswitch",
         lambda: None if any(n.connected for n in pool.nodes) else "no FreeSWITCH node is connected",

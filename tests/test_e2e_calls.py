@@ -198,3 +198,33 @@ async def test_senddtmf(stack: Stack):
     unanswered = await stack.make_call("15550000009")
     code, body = await stack.post("senddtmf", {"call_uuid": unanswered, "digits": "1"})
     assert (code, body["status_code"]) == (400, 137)
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_follow_calls(stack: Stack):
+    """/metrics (admin token) shows the node connected, calls by state and command latency."""
+    import treq
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def scrape() -> dict[tuple[str, tuple], float]:
+        response = await treq.get(
+            f"{stack.base}/metrics", headers={"Authorization": ["Bearer admin-token-1"]}
+        )
+        assert response.code == 200
+        text = (await response.content()).decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    call_uuid = await stack.answered_call()
+    samples = await scrape()
+    assert samples[("iradialer_esl_connected", (("node", "sim"),))] == 1
+    assert samples[("iradialer_calls_in_state", (("state", "parked"), ("tenant", "acme")))] == 1
+    await stack.post("dropcall", {"call_uuid": call_uuid})
+    await stack.wait_for(call_uuid, "hangup")
+    samples = await scrape()
+    kills = ("iradialer_esl_command_seconds_count", (("command", "uuid_kill"), ("node", "sim")))
+    assert samples[kills] == 1
+    assert ("iradialer_calls_in_state", (("state", "parked"), ("tenant", "acme"))) not in samples

@@ -219,3 +219,23 @@ async def test_getsimpledtmf_times_out(stack: Stack):
     assert code == 200, body
     event = await stack.wait_for(call_uuid, "dtmf", timeout=10)
     assert (event["status"], event["status_code"], event["digits"]) == ("timeout", 200, "")
+
+
+@pytest_twisted.ensureDeferred
+async def test_cpa_resumes_after_a_playback(stack: Stack):
+    """
+    A playback stops FreeSWITCH's unicast stream for good; while CPA still needs the audio,
+    the call is re-parked and a new stream started on a new port once the play is over.
+    """
+    await stack.post("setcpaparams", {**CPA, "total_timeout": 20000, "break_events": "BP"})
+    call_uuid = await stack.make_call("15550000002", enable_cpa="yes", config_name="amd")
+    await stack.wait_for(call_uuid, "cpa_setup")
+    first_port = stack.dialer.audio.taps[call_uuid].port
+    code, body = await stack.post("playtext", {"call_uuid": call_uuid, "text": "One moment."})
+    assert code == 200, body
+    await stack.wait_for(call_uuid, "play_done")
+    beep = await stack.wait_for(call_uuid, "cpa_detection", lambda e: e["event_data"] == "BP")
+    assert beep["ms_since_answer"] > 5000
+    assert [p for p in stack.simulator.channel(call_uuid).played if p[1] == "speak"]
+    # The beep (after the play) came through a stream other than the first.
+    assert first_port not in {t.port for t in stack.dialer.audio.taps.values()}

@@ -21,6 +21,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from iradialer.config import Config, TenantConfig
+from iradialer.dialer.analysis import CallAnalysis
+from iradialer.dialer.asr import Recognition
+from iradialer.dialer.audio import AudioTaps
+from iradialer.dialer.conferences import Conferences
+from iradialer.dialer.digits import Digits
+from iradialer.dialer.playback import Playbacks
 from iradialer.dialer.records import Records
 from iradialer.domain import hangup as causes
 from iradialer.domain.calls import Action, Call, Place, Progress
@@ -82,13 +88,6 @@ class Dialer(Service):
         self._pending_urls: dict[tuple[str, str], str] = {}
         self._adopting: Deferred[None] = succeed(None)
         self._drop_when_created: set[str] = set()
-        from iradialer.dialer.analysis import CallAnalysis
-        from iradialer.dialer.asr import Recognition
-        from iradialer.dialer.audio import AudioTaps
-        from iradialer.dialer.conferences import Conferences
-        from iradialer.dialer.digits import Digits
-        from iradialer.dialer.playback import Playbacks
-
         self.audio = AudioTaps(self)
         self.analysis = CallAnalysis(self)
         self.asr = Recognition(self)
@@ -113,9 +112,8 @@ class Dialer(Service):
         """
         calls = [c for c in self.calls.values() if tenant_id in (None, c.tenant_id)]
         by_state: dict[str, int] = {}
-        for call in calls:
-            key = call.progress.value if call.place is Place.NONE else call.place.value
-            by_state[key] = by_state.get(key, 0) + 1
+        for (_, state), count in self.calls_in_state(calls).items():
+            by_state[state] = by_state.get(state, 0) + count
         return {
             "active_calls": len(calls),
             "calls_by_state": by_state,
@@ -126,6 +124,14 @@ class Dialer(Service):
                 if conf.members and tenant_id in (None, conf.tenant_id)
             ),
         }
+
+    def calls_in_state(self, calls: Iterable[Call] | None = None) -> dict[tuple[str, str], int]:
+        """Live calls counted by (tenant, state): dialing, ringing, parked, conference..."""
+        counts: dict[tuple[str, str], int] = {}
+        for call in self.calls.values() if calls is None else calls:
+            state = call.progress.value if call.place is Place.NONE else call.place.value
+            counts[(call.tenant_id, state)] = counts.get((call.tenant_id, state), 0) + 1
+        return counts
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -328,12 +334,8 @@ class Dialer(Service):
         elif failure.check(NodeDown):
             self.finish(
                 call,
-                causes.Hangup(
-                    "NORMAL_TEMPORARY_FAILURE",
-                    41,
-                    None,
-                    f"dialing failed: FreeSWITCH node {call.node} went down before the call "
-                    "was placed",
+                causes.dial_failed(
+                    f"FreeSWITCH node {call.node} went down before the call was placed"
                 ),
             )
         elif failure.check(ConnectionClosed):
@@ -342,15 +344,7 @@ class Dialer(Service):
             )
         else:
             self.log.failure("Originate of {call_uuid} failed", failure, call_uuid=call.uuid)
-            self.finish(
-                call,
-                causes.Hangup(
-                    "NORMAL_TEMPORARY_FAILURE",
-                    41,
-                    None,
-                    f"dialing failed: {failure.getErrorMessage()}",
-                ),
-            )
+            self.finish(call, causes.dial_failed(failure.getErrorMessage()))
 
     # -- drop and details --------------------------------------------------------------------
 

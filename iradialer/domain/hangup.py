@@ -150,6 +150,11 @@ def from_originate_error(text: str) -> Hangup:
     return Hangup(reason_code=name, q850=number, sip_code=None, status=describe(name))
 
 
+def dial_failed(why: str) -> Hangup:
+    """A call iradialer could not place (the node went away, an unexpected error)."""
+    return Hangup("NORMAL_TEMPORARY_FAILURE", 41, None, f"dialing failed: {why}")
+
+
 def unobserved(why: str) -> Hangup:
     """
     A call that ended while iradialer could not see FreeSWITCH: the cause is unknown.

@@ -100,7 +100,21 @@ class Node:
 
     def api(self, command: str) -> Deferred[str]:
         client = self._usable()
-        return fail(NodeDown(self.name)) if client is None else client.api(command)
+        if client is None:
+            return fail(NodeDown(self.name))
+        d = client.api(command)
+        if self._pool.metrics is not None:
+            histogram = self._pool.metrics.esl_command_seconds.labels(
+                self.name, command.split(" ", 1)[0]
+            )
+            started = self._clock.seconds()
+
+            def timed(result: Any) -> Any:
+                histogram.observe(self._clock.seconds() - started)
+                return result
+
+            d.addBoth(timed)
+        return d
 
     def bgapi(self, command: str) -> Deferred[str]:
         client = self._usable()
@@ -132,6 +146,14 @@ class Node:
         if client is None:
             return fail(NodeDown(self.name))
         return client.unicast(uuid, local_ip, local_port, remote_ip, remote_port, transport, flags)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        metrics = self._pool.metrics
+        if metrics is not None:
+            metrics.esl_connected.labels(self.name).set(1 if connected else 0)
+            if connected:
+                metrics.esl_connects.labels(self.name).inc()
 
     def _usable(self) -> EventSocketClient | None:
         return self._client if self.connected else None
@@ -200,7 +222,7 @@ class Node:
         live = {row.get("uuid") for row in rows}
         self._handshake_failures = 0
         self.connects += 1
-        self.connected = True
+        self._set_connected(True)
         self._set_timer(self._heartbeat_timeout, self._heartbeat_missed, client)
         self.log.info(
             "FreeSWITCH {node} up: {channels} live channel(s), {calls} call(s) of ours",
@@ -276,7 +298,7 @@ class Node:
 
     def _down(self) -> None:
         if self.connected:
-            self.connected = False
+            self._set_connected(False)
             _call_safely(self.log, self._pool.listener.node_down, self)
 
     def _set_timer(

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from iradialer.config import NodeConfig
 from iradialer.freeswitch.node import Node
+from iradialer.metrics import Metrics
 from iradialer.protocols.esl import Event
 
 EVENTS = (
@@ -114,9 +115,11 @@ class NodePool(MultiService):
         heartbeat_timeout: float = 60.0,
         handshake_timeout: float = 10.0,
         retry_policy: Callable[[int], float] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
         self.listener = listener
+        self.metrics = metrics
         self._clock: IReactorTime = reactor
         if connect is None:
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iradialer.config import ConfigError
+from iradialer.config import ConfigError, read_file
 
 BUILTIN_AUDIO = ("human", "machine_beep", "machine_nobeep", "fax", "modem", "silence", "music")
 
@@ -143,12 +143,7 @@ def load_scenarios(path: str | Path) -> ScenarioPlan:
     @raise ConfigError: naming the file and the key, e.g. C{scenario[1].ring_ms}.
     """
     path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(source, "(file)", f"cannot be read: {e.strerror}") from None
-    return parse_scenarios(text, source, path.resolve().parent)
+    return parse_scenarios(read_file(path), str(path), path.resolve().parent)
 
 
 def parse_scenarios(text: str, source: str, base: Path) -> ScenarioPlan:
