@@ -2,11 +2,17 @@
 """
 Build the CPA evaluation corpus from real recorded speech and music plus synthesized tones.
 
-Sources (Debian packages, see TEST_DEBS in the Makefile):
+Sources (Debian packages; only this script needs them, the test suite does not):
 - asterisk-core-sounds-en-wav: one professional female voice (Allison), 8 kHz prompts;
 - codec2-examples: a dozen other speakers (male and female, some over radio links);
 - asterisk-moh-opsound-wav: five music tracks (hold music);
-- sox: G.711 mu-law/A-law round trips (an implementation independent of ours).
+- for the false-alarm set only: asterisk-core-sounds-fr-wav (another voice, June, Canadian
+  French) and asterisk-core-sounds-es-wav (Allison in Spanish), and drascula-music (31 tracks
+  of instrumental game music, 47 minutes of Ogg Vorbis: synthesizer, piano, strings);
+- sox: G.711 mu-law/A-law round trips (an implementation independent of ours), and Ogg decoding.
+
+    apt-get install sox codec2-examples asterisk-core-sounds-en-wav asterisk-moh-opsound-wav \
+        asterisk-core-sounds-fr-wav asterisk-core-sounds-es-wav drascula-music
 
 How calls are made (every choice is seeded; the manifest records all of it):
 - live answer (LV): 0.2-1.2 s of line noise, a short greeting -- "hello", "hello" plus one or
@@ -24,11 +30,13 @@ How calls are made (every choice is seeded; the manifest records all of it):
 - fax/modem: CED (with and without phase reversals), CNG cadence, V.21 HDLC preamble, ANSam
   (15 Hz AM, with and without reversals), Bell 2225 Hz; -10 to -30 dBm0, 15-30 dB SNR, G.711.
 - named tones: a tone inside each configured tolerance, and one beyond twice it plus 10 Hz.
-- speech and music for false alarms: every prompt (minus the eight files that are tones),
-  every codec2 recording and all the hold music, G.711, at varied levels.
+- speech and music for false alarms: every prompt in the three languages (minus the files
+  that are tones), every codec2 recording, all the hold music and the game music, G.711, at
+  varied levels, in one-minute files.
 
-Splits: sources are divided between C{train} and C{test} (prompts by a hash of their name,
-codec2 speakers and music tracks by file), so test calls are built from recordings tuning never
+Splits: sources are divided between C{train} and C{test} (prompts by a hash of their name, so
+one prompt is on the same side in every language; codec2 speakers and hold-music tracks by a
+fixed list; game-music tracks by a hash of their name), so test calls are built from recordings tuning never
 heard.  One exception is said plainly: there is a single recording of "hello", used in both.
 
     python scripts/cpa_corpus.py [--out DIR] [--calls N]
@@ -56,6 +64,12 @@ P0 = (32768 * 10 ** (-3.14 / 20)) ** 2 / 2
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 CODEC2 = Path("/usr/share/codec2")
 MOH = Path("/usr/share/asterisk/moh")
+#: More voices for the false-alarm set (not used to build calls: tuning never heard them).
+OTHER_PROMPTS = (
+    Path("/usr/share/asterisk/sounds/fr_CA_f_June"),
+    Path("/usr/share/asterisk/sounds/es_MX_f_Allison"),
+)
+GAME_MUSIC = Path("/usr/share/scummvm/drascula/audio")
 DEFAULT_OUT = Path("var/cpa-corpus")
 #: Prompts that are tones, not speech.
 TONE_PROMPTS = {
@@ -103,6 +117,9 @@ BEEP_FREQUENCIES = (440, 500, 600, 700, 800, 850, 900, 1000, 1100, 1200, 1400, 1
 def read_any(path: Path) -> np.ndarray:
     if path.suffix == ".raw":
         return np.fromfile(path, dtype="<i2").astype(np.float64)
+    if path.suffix == ".ogg":
+        linear = "-t raw -r 8000 -e signed -b 16 -c 1 -".split()
+        return np.frombuffer(_sox([str(path), *linear], b""), dtype="<i2").astype(np.float64)
     return read_wav(path).astype(np.float64)
 
 
@@ -469,7 +486,7 @@ NAMED_TONES = (("FX", 2100, 5), ("MD", 1662, 5), ("BP", 1000, 10), ("XA", 850, 2
 def build(out: Path, calls: int, seed: int = 2026) -> dict:
     if shutil.which("sox") is None:
         raise SystemExit("sox is needed (apt-get install sox)")
-    for path in (ALLISON, CODEC2, MOH):
+    for path in (ALLISON, CODEC2, MOH, *OTHER_PROMPTS, GAME_MUSIC):
         if not path.exists():
             raise SystemExit(f"{path} is missing: apt-get install the packages in TEST_DEBS")
     out.mkdir(parents=True, exist_ok=True)
@@ -558,12 +575,19 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
         # Speech and music for false alarms, one minute per file.
         pool = [
             read_any(p)
-            for p in sorted(ALLISON.rglob("*.wav"))
+            for voice in (ALLISON, *OTHER_PROMPTS)
+            for p in sorted(voice.rglob("*.wav"))
             if p.stem not in TONE_PROMPTS and _split_of(p.name) == split
         ]
         pool += [read_any(CODEC2 / rel) for rel in CODEC2_SPLIT[split]]
         speech = np.concatenate([np.concatenate([p, np.zeros(int(0.3 * RATE))]) for p in pool])
-        music = np.concatenate([read_any(MOH / m) for m in MOH_SPLIT[split]])
+        tracks = [read_any(MOH / m) for m in MOH_SPLIT[split]]
+        tracks += [
+            read_any(p)
+            for p in sorted(GAME_MUSIC.glob("*.ogg"), key=lambda p: int(p.stem[5:]))
+            if _split_of(p.name) == split
+        ]
+        music = np.concatenate(tracks)
         for kind, signal in (("speech", speech), ("music", music)):
             minute = 60 * RATE
             for j in range(len(signal) // minute + 1):

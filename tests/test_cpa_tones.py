@@ -63,6 +63,27 @@ def test_dual_tones_are_not_beeps(f1: float, f2: float) -> None:
     assert first(x, "BP") is None
 
 
+@pytest.mark.parametrize("second_db, third_db", [(-16, -60), (-60, -15), (-17, -19)])
+def test_a_note_with_harmonics_is_not_a_beep(second_db: float, third_db: float) -> None:
+    """
+    A held instrument note (a fundamental with its 2nd/3rd harmonics 15-19 dB down, about
+    -15 dB together) is not a beep, though its fundamental is as steady as one; the same
+    fundamental alone, or with harmonics 30 dB down (a slightly distorted beep), is.
+    """
+    f0, level = 624.0, -25.0
+
+    def note(h2: float, h3: float) -> np.ndarray:
+        return (
+            tone(f0, 400, level)
+            + tone(2 * f0, 400, level + h2, 0.4)
+            + tone(3 * f0, 400, level + h3, 1.3)
+        )
+
+    assert first(greeting_then(note(second_db, third_db)), "BP") is None
+    assert first(greeting_then(note(-30, -33)), "BP") is not None
+    assert first(greeting_then(tone(f0, 400, level)), "BP") is not None
+
+
 def test_beep_is_am() -> None:
     """
     A beep before any LV/AM decision means AM (beep_is_am yes, the default), reported after BP;

@@ -35,6 +35,11 @@ BEEP_MAX_SPREAD_HZ = 0.8
 #: ... the three bins around its peak hold this share of the energy, on average (a pure tone
 #: at 15 dB SNR: 0.96-0.97; synthesizer notes of hold music: 0.93-0.95) ...
 BEEP_MIN_TONALITY = 0.95
+#: ... its second and third harmonics together hold at most this much of the fundamental's
+#: energy (-20 dB): a voicemail beep is a sine (beeps in the train calls, G.711 and noise
+#: included: at most 0.005), an instrument's note is not (held notes of the train music that
+#: were otherwise nearly pure: 0.045-0.13) ...
+BEEP_MAX_HARMONICS = 0.01
 #: ... every frame since its onset fits it (the beating of 440+480 Hz ringback makes some
 #: frames fall out), and no other tone ended this shortly before it began: a melody is not
 #: a beep.
@@ -330,6 +335,7 @@ class CpaEngine:
             or stats.missed > 0
             or stats.spread > BEEP_MAX_SPREAD_HZ
             or stats.tonality < BEEP_MIN_TONALITY
+            or stats.harmonics > BEEP_MAX_HARMONICS
         ):
             return []
         if stats.onset_ms - int(self.tones.s.previous_end_ms[slot]) < BEEP_ISOLATION_MS:
