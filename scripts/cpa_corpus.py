@@ -37,7 +37,8 @@ How calls are made (every choice is seeded; the manifest records all of it):
 Splits: sources are divided between C{train} and C{test} (prompts by a hash of their name, so
 one prompt is on the same side in every language; codec2 speakers and hold-music tracks by a
 fixed list; game-music tracks by a hash of their name), so test calls are built from recordings
-tuning never heard.  One exception is said plainly: there is a single recording of "hello", used in both.
+tuning never heard.  One exception is said plainly: there is a single recording of "hello",
+used in both.
 
     python scripts/cpa_corpus.py [--out DIR] [--calls N]
 """
