@@ -8,11 +8,15 @@ Sources (Debian packages; only this script needs them, the test suite does not):
 - asterisk-moh-opsound-wav: five music tracks (hold music);
 - for the false-alarm set only: asterisk-core-sounds-fr-wav (another voice, June, Canadian
   French) and asterisk-core-sounds-es-wav (Allison in Spanish), and drascula-music (31 tracks
-  of instrumental game music, 47 minutes of Ogg Vorbis: synthesizer, piano, strings);
+  of instrumental game music, 47 minutes of Ogg Vorbis);
+- for the final false-alarm set only: asterisk-core-sounds-it-wav (Carlo, a male voice),
+  asterisk-core-sounds-ru-wav (a Russian female voice) and singularity-music (16 tracks of
+  electronic music, 63 minutes);
 - sox: G.711 mu-law/A-law round trips (an implementation independent of ours), and Ogg decoding.
 
     apt-get install sox codec2-examples asterisk-core-sounds-en-wav asterisk-moh-opsound-wav \
-        asterisk-core-sounds-fr-wav asterisk-core-sounds-es-wav drascula-music
+        asterisk-core-sounds-fr-wav asterisk-core-sounds-es-wav drascula-music \
+        asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav singularity-music
 
 How calls are made (every choice is seeded; the manifest records all of it):
 - live answer (LV): 0.2-1.2 s of line noise, a short greeting -- "hello", "hello" plus one or
@@ -32,7 +36,7 @@ How calls are made (every choice is seeded; the manifest records all of it):
 - named tones: a tone inside each configured tolerance, and one beyond twice it plus 10 Hz.
 - speech and music for false alarms: every prompt in the three languages (minus the files
   that are tones), every codec2 recording, all the hold music and the game music, G.711, at
-  varied levels, in one-minute files.
+  varied levels, in one-minute files; and a third split, C{final}, of false alarms only.
 
 Splits: sources are divided between C{train} and C{test} (prompts by a hash of their name, so
 one prompt is on the same side in every language; codec2 speakers and hold-music tracks by a
@@ -71,6 +75,13 @@ OTHER_PROMPTS = (
     Path("/usr/share/asterisk/sounds/es_MX_f_Allison"),
 )
 GAME_MUSIC = Path("/usr/share/scummvm/drascula/audio")
+#: The final false-alarm set: two more voices and an hour of electronic music, added after
+#: every rule was fixed and scored once (docs/cpa.md, "Splits and tuning").
+FINAL_PROMPTS = (
+    Path("/usr/share/asterisk/sounds/it_IT_m_Carlo"),
+    Path("/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU"),
+)
+FINAL_MUSIC = Path("/usr/share/games/singularity/music")
 DEFAULT_OUT = Path("var/cpa-corpus")
 #: Prompts that are tones, not speech.
 TONE_PROMPTS = {
@@ -120,7 +131,7 @@ def read_any(path: Path) -> np.ndarray:
         return np.fromfile(path, dtype="<i2").astype(np.float64)
     if path.suffix == ".ogg":
         linear = "-t raw -r 8000 -e signed -b 16 -c 1 -".split()
-        return np.frombuffer(_sox([str(path), *linear], b""), dtype="<i2").astype(np.float64)
+        return np.frombuffer(_sox(["-D", str(path), *linear], b""), dtype="<i2").astype(np.float64)
     return read_wav(path).astype(np.float64)
 
 
@@ -484,12 +495,49 @@ FAX_KINDS = ("CED", "CED_reversals", "CNG", "V21", "ANSam", "ANSam_reversals", "
 NAMED_TONES = (("FX", 2100, 5), ("MD", 1662, 5), ("BP", 1000, 10), ("XA", 850, 20), ("XB", 440, 15))
 
 
+def false_alarm_set(
+    d: Path,
+    split: str,
+    prompts: list[np.ndarray],
+    tracks: list[np.ndarray],
+    rng: np.random.Generator,
+) -> list[dict]:
+    """
+    Speech (the prompts, 0.3 s apart) and music (the tracks, back to back) in one-minute files
+    for false alarms: G.711, -30 to -12 dBm0, white noise 30 dB below.
+    """
+    speech = np.concatenate([np.concatenate([p, np.zeros(int(0.3 * RATE))]) for p in prompts])
+    music = np.concatenate(tracks)
+    items = []
+    for kind, signal in (("speech", speech), ("music", music)):
+        minute = 60 * RATE
+        for j in range(len(signal) // minute + 1):
+            chunk = signal[j * minute : (j + 1) * minute]
+            if len(chunk) < RATE:
+                continue
+            level = float(rng.uniform(-30, -12))
+            x = scale_to(chunk, level)
+            x = x + noise(rng, len(x), "white") * np.sqrt(P0 * 10 ** ((level - 30) / 10))
+            name = f"{kind}-{j:03d}.wav"
+            write(d / name, sox_g711(x, "ulaw" if j % 3 else "alaw"))
+            items.append(
+                {
+                    "file": f"{split}/{name}",
+                    "split": split,
+                    "kind": kind,
+                    "category": kind,
+                    "seconds": round(len(chunk) / RATE, 2),
+                }
+            )
+    return items
+
+
 def build(out: Path, calls: int, seed: int = 2026) -> dict:
     if shutil.which("sox") is None:
         raise SystemExit("sox is needed (apt-get install sox)")
-    for path in (ALLISON, CODEC2, MOH, *OTHER_PROMPTS, GAME_MUSIC):
+    for path in (ALLISON, CODEC2, MOH, *OTHER_PROMPTS, GAME_MUSIC, *FINAL_PROMPTS, FINAL_MUSIC):
         if not path.exists():
-            raise SystemExit(f"{path} is missing: apt-get install the packages in TEST_DEBS")
+            raise SystemExit(f"{path} is missing: install the packages this script's help lists")
     out.mkdir(parents=True, exist_ok=True)
     items: list[dict] = []
     for split in ("train", "test"):
@@ -573,7 +621,6 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
                         "onset_ms": round(lead * 1000),
                     }
                 )
-        # Speech and music for false alarms, one minute per file.
         pool = [
             read_any(p)
             for voice in (ALLISON, *OTHER_PROMPTS)
@@ -581,34 +628,25 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
             if p.stem not in TONE_PROMPTS and _split_of(p.name) == split
         ]
         pool += [read_any(CODEC2 / rel) for rel in CODEC2_SPLIT[split]]
-        speech = np.concatenate([np.concatenate([p, np.zeros(int(0.3 * RATE))]) for p in pool])
         tracks = [read_any(MOH / m) for m in MOH_SPLIT[split]]
         tracks += [
             read_any(p)
             for p in sorted(GAME_MUSIC.glob("*.ogg"), key=lambda p: int(p.stem[5:]))
             if _split_of(p.name) == split
         ]
-        music = np.concatenate(tracks)
-        for kind, signal in (("speech", speech), ("music", music)):
-            minute = 60 * RATE
-            for j in range(len(signal) // minute + 1):
-                chunk = signal[j * minute : (j + 1) * minute]
-                if len(chunk) < RATE:
-                    continue
-                level = float(rng.uniform(-30, -12))
-                x = scale_to(chunk, level)
-                x = x + noise(rng, len(x), "white") * np.sqrt(P0 * 10 ** ((level - 30) / 10))
-                name = f"{kind}-{j:03d}.wav"
-                write(d / name, sox_g711(x, "ulaw" if j % 3 else "alaw"))
-                items.append(
-                    {
-                        "file": f"{split}/{name}",
-                        "split": split,
-                        "kind": kind,
-                        "category": kind,
-                        "seconds": round(len(chunk) / RATE, 2),
-                    }
-                )
+        items += false_alarm_set(d, split, pool, tracks, rng)
+    # The final set: speech and music from sources no tuning ever used, scored once.
+    rng = np.random.default_rng(seed + 2)
+    d = out / "final"
+    d.mkdir(exist_ok=True)
+    pool = [
+        read_any(p)
+        for voice in FINAL_PROMPTS
+        for p in sorted(voice.rglob("*.wav"))
+        if p.stem not in TONE_PROMPTS
+    ]
+    tracks = [read_any(p) for p in sorted(FINAL_MUSIC.rglob("*.ogg"))]
+    items += false_alarm_set(d, "final", pool, tracks, rng)
     manifest = {"seed": seed, "calls": calls, "items": items}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest

@@ -84,6 +84,26 @@ def test_a_note_with_harmonics_is_not_a_beep(second_db: float, third_db: float) 
     assert first(greeting_then(tone(f0, 400, level)), "BP") is not None
 
 
+def test_a_pure_note_after_a_run_of_notes_is_not_a_beep() -> None:
+    """
+    Four short pure notes (60 ms, too short to count as "a tone just before") within the
+    second before a steady pure tone make it part of a melody: no BP.  Three such notes (as
+    a greeting's steady vowels can give) or none leave it a beep.
+    """
+
+    def melody(notes: int) -> np.ndarray:
+        parts = [silence(200)]
+        for f in (523.3, 587.3, 659.3, 784.0)[:notes]:
+            parts += [tone(f, 60, -22), silence(140)]
+        # The last note ends 320 ms before the held tone: outside BEEP_ISOLATION_MS.
+        parts += [silence(180), tone(622.3, 400, -22), silence(1000)]
+        return join(*parts)
+
+    assert first(greeting_then(melody(4)), "BP") is None
+    assert first(greeting_then(melody(3)), "BP") is not None
+    assert first(greeting_then(melody(0)), "BP") is not None
+
+
 def test_beep_is_am() -> None:
     """
     A beep before any LV/AM decision means AM (beep_is_am yes, the default), reported after BP;

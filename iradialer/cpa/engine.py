@@ -24,7 +24,7 @@ from iradialer.cpa.config import CpaConfig
 from iradialer.cpa.dtmf import KEYS, DtmfDetector
 from iradialer.cpa.frontend import FRAME, FRAME_MS, measure
 from iradialer.cpa.state import Columns, as_index
-from iradialer.cpa.tones import ToneTracker
+from iradialer.cpa.tones import RECENT_TONES, ToneTracker
 
 #: Beeps: single tones in this range (Hz) that last C{beep_min_length}.
 BEEP_MIN_HZ = 380.0
@@ -44,6 +44,11 @@ BEEP_MAX_HARMONICS = 0.01
 #: frames fall out), and no other tone ended this shortly before it began: a melody is not
 #: a beep.
 BEEP_ISOLATION_MS = 300
+#: Nor is a tone that this many other tones of 40 ms or more preceded within a second (pure
+#: synthesizer notes of the train music: 4-8; beeps of the train calls: at most 3, from the
+#: greeting's steady vowels; continuous speech reaches 4 at 0.6% of moments).
+MELODY_WINDOW_MS = 1000
+MELODY_TONES = RECENT_TONES
 #: Frames after C{beep_min_length} during which a run may still become steady enough.
 BEEP_SETTLE_FRAMES = 6
 #: Fax and modem tones (V.25, T.30, V.8, Bell 103): centre, tolerance (Hz).
@@ -338,7 +343,11 @@ class CpaEngine:
             or stats.harmonics > BEEP_MAX_HARMONICS
         ):
             return []
-        if stats.onset_ms - int(self.tones.s.previous_end_ms[slot]) < BEEP_ISOLATION_MS:
+        melody = (
+            stats.onset_ms - int(self.tones.s.previous_end_ms[slot]) < BEEP_ISOLATION_MS
+            or self.tones.tones_ended_since(slot, stats.onset_ms - MELODY_WINDOW_MS) >= MELODY_TONES
+        )
+        if melody:
             self.s.run_reported[slot] = True
             return []
         if self.tones.s.fsk_length[slot] > 0 and min(self.tones.fsk_shares(slot)) >= V21_FSK_SHARE:

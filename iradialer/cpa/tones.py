@@ -33,6 +33,10 @@ _FSK_MARK = 33 - FIRST_BIN  # 1650 Hz
 _FSK_SPACE = 37 - FIRST_BIN  # 1850 Hz
 #: Runs at least this long count as an earlier tone when judging whether a beep is isolated.
 _NOTE_FRAMES = 4
+#: Runs at least this long (40 ms) count as tones of a melody; the ends of the last
+#: C{RECENT_TONES} of them are kept.
+_TONE_FRAMES = 2
+RECENT_TONES = 4
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class ToneTracker:
                 "level_sq": ((), np.float64, 0),
                 "onset_ms": ((), np.int64, 0),
                 "previous_end_ms": ((), np.int64, -(10**9)),
+                "tone_ends_ms": ((RECENT_TONES,), np.int64, -(10**9)),
                 "fsk_length": ((), np.int32, 0),
                 "fsk_misses": ((), np.int16, 0),
                 "fsk_mark": ((), np.float64, 0),
@@ -180,6 +185,11 @@ class ToneTracker:
         keep = consistent | (in_run & ~ended & ~start)
         finished = (ended | (start & in_run)) & (length >= _NOTE_FRAMES)
         s.previous_end_ms[idx] = np.where(finished, ms, s.previous_end_ms[idx])
+        tone_ended = (ended | (start & in_run)) & (length >= _TONE_FRAMES)
+        if tone_ended.any():
+            slots = _slots(idx, k)[tone_ended]
+            ends = s.tone_ends_ms[slots]
+            s.tone_ends_ms[slots] = np.concatenate([ends[:, 1:], ms[tone_ended, None]], axis=1)
         s.length[idx] = np.where(start, 1, np.where(keep, length + consistent, 0))
         s.peak[idx] = np.where(start, peak, run_peak)
         s.misses[idx] = misses
@@ -255,6 +265,16 @@ class ToneTracker:
             ),
         )
 
+    def tones_ended_since(self, slot: int, ms: int) -> int:
+        """
+        How many tones of 40 ms or more (up to L{RECENT_TONES}) ended at or after C{ms}.
+        """
+        return int((self.s.tone_ends_ms[slot] >= ms).sum())
+
     def fsk_shares(self, slot: int) -> tuple[float, float]:
         n = max(int(self.s.fsk_length[slot]), 1)
         return float(self.s.fsk_mark[slot]) / n, float(self.s.fsk_space[slot]) / n
+
+
+def _slots(idx: Index, k: int) -> np.ndarray:
+    return np.arange(idx.start, idx.start + k) if isinstance(idx, slice) else idx
