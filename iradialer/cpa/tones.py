@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iradialer.cpa.frontend import BIN_HZ, FIRST_BIN, Frames
+from iradialer.cpa.frontend import BIN_HZ, FIRST_BIN, FRAME_MS, Frames
 from iradialer.cpa.state import Columns, Index
 
 _LOW = 4 - FIRST_BIN  # 200 Hz
@@ -37,6 +37,8 @@ _NOTE_FRAMES = 4
 #: C{RECENT_TONES} of them are kept.
 _TONE_FRAMES = 2
 RECENT_TONES = 4
+#: Frame levels kept per stream (1.2 s): the context of a tone that may be a beep.
+_CONTEXT_FRAMES = 60
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class ToneTracker:
                 "onset_ms": ((), np.int64, 0),
                 "previous_end_ms": ((), np.int64, -(10**9)),
                 "tone_ends_ms": ((RECENT_TONES,), np.int64, -(10**9)),
+                "levels": ((_CONTEXT_FRAMES,), np.float32, 0),
+                "level_ms": ((_CONTEXT_FRAMES,), np.int64, -(10**9)),
                 "fsk_length": ((), np.int32, 0),
                 "fsk_misses": ((), np.int16, 0),
                 "fsk_mark": ((), np.float64, 0),
@@ -185,9 +189,13 @@ class ToneTracker:
         keep = consistent | (in_run & ~ended & ~start)
         finished = (ended | (start & in_run)) & (length >= _NOTE_FRAMES)
         s.previous_end_ms[idx] = np.where(finished, ms, s.previous_end_ms[idx])
+        slots = _slots(idx, k)
+        position = (ms // FRAME_MS) % _CONTEXT_FRAMES
+        s.levels[slots, position] = f.level
+        s.level_ms[slots, position] = ms
         tone_ended = (ended | (start & in_run)) & (length >= _TONE_FRAMES)
         if tone_ended.any():
-            slots = _slots(idx, k)[tone_ended]
+            slots = slots[tone_ended]
             ends = s.tone_ends_ms[slots]
             s.tone_ends_ms[slots] = np.concatenate([ends[:, 1:], ms[tone_ended, None]], axis=1)
         s.length[idx] = np.where(start, 1, np.where(keep, length + consistent, 0))
@@ -270,6 +278,17 @@ class ToneTracker:
         How many tones of 40 ms or more (up to L{RECENT_TONES}) ended at or after C{ms}.
         """
         return int((self.s.tone_ends_ms[slot] >= ms).sum())
+
+    def quiet_frames(
+        self, slot: int, since_ms: int, until_ms: int, below_dbm0: float
+    ) -> tuple[int, int]:
+        """
+        Of the frames heard from C{since_ms} to C{until_ms} (at most 1.2 s back): how many
+        there are, and how many were below C{below_dbm0}.
+        """
+        when = self.s.level_ms[slot]
+        inside = (when >= since_ms) & (when + FRAME_MS <= until_ms)
+        return int(inside.sum()), int((inside & (self.s.levels[slot] <= below_dbm0)).sum())
 
     def fsk_shares(self, slot: int) -> tuple[float, float]:
         n = max(int(self.s.fsk_length[slot]), 1)
