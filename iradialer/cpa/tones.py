@@ -14,7 +14,8 @@ form runs: their beating moves the level and the phase from frame to frame.
 
 The tracker does not name tones; the engine classifies a run when it reaches a milestone
 (L{ToneTracker.process} returns the rows that did), from its mean frequency, frequency spread
-and amplitude modulation depth (ANSam is 2100 Hz with 15 Hz AM).
+and amplitude modulation depth (ANSam is 2100 Hz with 15 Hz AM).  For beeps it also keeps each
+stream's context: the ends of its last few tones and the levels of its last 1.2 s of frames.
 """
 
 from __future__ import annotations
