@@ -2,11 +2,23 @@
 """
 Build the CPA evaluation corpus from real recorded speech and music plus synthesized tones.
 
-Sources (Debian packages, see TEST_DEBS in the Makefile):
+Sources (Debian packages; only this script needs them, the test suite does not):
 - asterisk-core-sounds-en-wav: one professional female voice (Allison), 8 kHz prompts;
 - codec2-examples: a dozen other speakers (male and female, some over radio links);
 - asterisk-moh-opsound-wav: five music tracks (hold music);
-- sox: G.711 mu-law/A-law round trips (an implementation independent of ours).
+- for the false-alarm set only: asterisk-core-sounds-fr-wav (another voice, June, Canadian
+  French) and asterisk-core-sounds-es-wav (Allison in Spanish), and drascula-music (31 tracks
+  of instrumental game music, 47 minutes of Ogg Vorbis);
+- for the final false-alarm sets only: asterisk-core-sounds-it-wav (Carlo, a male voice),
+  asterisk-core-sounds-ru-wav (a Russian female voice) and singularity-music (16 tracks of
+  electronic music, 63 minutes); asterisk-prompt-it-menardi-wav (Menardi, an Italian female
+  voice) and hyperrogue-music (17 tracks, 23 minutes);
+- sox: G.711 mu-law/A-law round trips (an implementation independent of ours), and Ogg decoding.
+
+    apt-get install sox codec2-examples asterisk-core-sounds-en-wav asterisk-moh-opsound-wav \
+        asterisk-core-sounds-fr-wav asterisk-core-sounds-es-wav drascula-music \
+        asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav singularity-music \
+        asterisk-prompt-it-menardi-wav hyperrogue-music
 
 How calls are made (every choice is seeded; the manifest records all of it):
 - live answer (LV): 0.2-1.2 s of line noise, a short greeting -- "hello", "hello" plus one or
@@ -17,19 +29,23 @@ How calls are made (every choice is seeded; the manifest records all of it):
   together with natural pauses, or a stretch of another speaker's reading), usually followed by
   a beep (200-1000 ms, 400-2000 Hz) and silence.  Hard cases: short machine greetings
   (1.4-3 s) and greetings that begin with one word and a 500-900 ms pause ("Hi. ... You've
-  reached ...").
+  reached ..."); and, for the beep detector, beeps that interrupt the greeting (cut 1.5 s or
+  more into it, the beep at once).
 - every call: active speech level -10 to -35 dBm0; noise (white, pink or brown) at 10-30 dB SNR
   below it (15% of calls noiseless); G.711 round trip (70% mu-law, 30% A-law) through sox; 20%
   start with FreeSWITCH's 0xFF comfort-noise frames (value -1).
 - fax/modem: CED (with and without phase reversals), CNG cadence, V.21 HDLC preamble, ANSam
   (15 Hz AM, with and without reversals), Bell 2225 Hz; -10 to -30 dBm0, 15-30 dB SNR, G.711.
 - named tones: a tone inside each configured tolerance, and one beyond twice it plus 10 Hz.
-- speech and music for false alarms: every prompt (minus the eight files that are tones),
-  every codec2 recording and all the hold music, G.711, at varied levels.
+- speech and music for false alarms: every prompt in the three languages (minus the files
+  that are tones), every codec2 recording, all the hold music and the game music, G.711, at
+  varied levels, in one-minute files; and splits C{final} and C{final2} of false alarms only.
 
-Splits: sources are divided between C{train} and C{test} (prompts by a hash of their name,
-codec2 speakers and music tracks by file), so test calls are built from recordings tuning never
-heard.  One exception is said plainly: there is a single recording of "hello", used in both.
+Splits: sources are divided between C{train} and C{test} (prompts by a hash of their name, so
+one prompt is on the same side in every language; codec2 speakers and hold-music tracks by a
+fixed list; game-music tracks by a hash of their name), so test calls are built from recordings
+tuning never heard.  One exception is said plainly: there is a single recording of "hello",
+used in both.
 
     python scripts/cpa_corpus.py [--out DIR] [--calls N]
 """
@@ -56,6 +72,27 @@ P0 = (32768 * 10 ** (-3.14 / 20)) ** 2 / 2
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 CODEC2 = Path("/usr/share/codec2")
 MOH = Path("/usr/share/asterisk/moh")
+#: More voices for the false-alarm set (not used to build calls: tuning never heard them).
+OTHER_PROMPTS = (
+    Path("/usr/share/asterisk/sounds/fr_CA_f_June"),
+    Path("/usr/share/asterisk/sounds/es_MX_f_Allison"),
+)
+GAME_MUSIC = Path("/usr/share/scummvm/drascula/audio")
+#: False-alarm sets of sources no rule was developed on, each built when the beep rules of
+#: the moment were fixed and then scored (docs/cpa.md, "Splits and tuning"): voices, music.
+FINAL_SETS = {
+    "final": (
+        (
+            Path("/usr/share/asterisk/sounds/it_IT_m_Carlo"),
+            Path("/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU"),
+        ),
+        Path("/usr/share/games/singularity/music"),
+    ),
+    "final2": (
+        (Path("/usr/share/asterisk/sounds/it_IT_f_Menardi"),),
+        Path("/usr/share/hyperrogue/music"),
+    ),
+}
 DEFAULT_OUT = Path("var/cpa-corpus")
 #: Prompts that are tones, not speech.
 TONE_PROMPTS = {
@@ -103,6 +140,9 @@ BEEP_FREQUENCIES = (440, 500, 600, 700, 800, 850, 900, 1000, 1100, 1200, 1400, 1
 def read_any(path: Path) -> np.ndarray:
     if path.suffix == ".raw":
         return np.fromfile(path, dtype="<i2").astype(np.float64)
+    if path.suffix == ".ogg":
+        linear = "-t raw -r 8000 -e signed -b 16 -c 1 -".split()
+        return np.frombuffer(_sox(["-D", str(path), *linear], b""), dtype="<i2").astype(np.float64)
     return read_wav(path).astype(np.float64)
 
 
@@ -335,6 +375,10 @@ class CallBuilder:
             phrase = self.speaker_phrase(target * 0.8, min(target * 1.2, 12.0))
             greeting = phrase[0] if phrase else self._prompt_chain(target)
         greeting = greeting[: int(12.5 * RATE)]
+        if category == "interrupt":
+            greeting = greeting[
+                : int(rng.uniform(1.5, max(len(greeting) / RATE - 0.2, 1.6)) * RATE)
+            ]
         if category == "pause":
             first = self.src.words[rng.integers(len(self.src.words))].audio
             gap = np.zeros(int(rng.uniform(0.5, 0.9) * RATE))
@@ -345,8 +389,8 @@ class CallBuilder:
         info: dict = {"label": "AM", "speech_start_ms": round(lead * 1000)}
         info["greeting_ms"] = round(len(greeting) / RATE * 1000)
         position = lead + len(greeting) / RATE
-        if rng.random() < 0.75:
-            gap = rng.uniform(0.1, 1.0)
+        if category == "interrupt" or rng.random() < 0.75:
+            gap = 0.0 if category == "interrupt" else rng.uniform(0.1, 1.0)
             duration = rng.uniform(0.2, 1.0) if rng.random() < 0.85 else rng.uniform(0.1, 0.2)
             freq = float(
                 BEEP_FREQUENCIES[rng.integers(len(BEEP_FREQUENCIES))] + rng.uniform(-15, 15)
@@ -466,12 +510,50 @@ FAX_KINDS = ("CED", "CED_reversals", "CNG", "V21", "ANSam", "ANSam_reversals", "
 NAMED_TONES = (("FX", 2100, 5), ("MD", 1662, 5), ("BP", 1000, 10), ("XA", 850, 20), ("XB", 440, 15))
 
 
+def false_alarm_set(
+    d: Path,
+    split: str,
+    prompts: list[np.ndarray],
+    tracks: list[np.ndarray],
+    rng: np.random.Generator,
+) -> list[dict]:
+    """
+    Speech (the prompts, 0.3 s apart) and music (the tracks, back to back) in one-minute files
+    for false alarms: G.711, -30 to -12 dBm0, white noise 30 dB below.
+    """
+    speech = np.concatenate([np.concatenate([p, np.zeros(int(0.3 * RATE))]) for p in prompts])
+    music = np.concatenate(tracks)
+    items = []
+    for kind, signal in (("speech", speech), ("music", music)):
+        minute = 60 * RATE
+        for j in range(len(signal) // minute + 1):
+            chunk = signal[j * minute : (j + 1) * minute]
+            if len(chunk) < RATE:
+                continue
+            level = float(rng.uniform(-30, -12))
+            x = scale_to(chunk, level)
+            x = x + noise(rng, len(x), "white") * np.sqrt(P0 * 10 ** ((level - 30) / 10))
+            name = f"{kind}-{j:03d}.wav"
+            write(d / name, sox_g711(x, "ulaw" if j % 3 else "alaw"))
+            items.append(
+                {
+                    "file": f"{split}/{name}",
+                    "split": split,
+                    "kind": kind,
+                    "category": kind,
+                    "seconds": round(len(chunk) / RATE, 2),
+                }
+            )
+    return items
+
+
 def build(out: Path, calls: int, seed: int = 2026) -> dict:
     if shutil.which("sox") is None:
         raise SystemExit("sox is needed (apt-get install sox)")
-    for path in (ALLISON, CODEC2, MOH):
+    finals = [path for voices, music in FINAL_SETS.values() for path in (*voices, music)]
+    for path in (ALLISON, CODEC2, MOH, *OTHER_PROMPTS, GAME_MUSIC, *finals):
         if not path.exists():
-            raise SystemExit(f"{path} is missing: apt-get install the packages in TEST_DEBS")
+            raise SystemExit(f"{path} is missing: install the packages this script's help lists")
     out.mkdir(parents=True, exist_ok=True)
     items: list[dict] = []
     for split in ("train", "test"):
@@ -505,6 +587,24 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
                     "kind": kind,
                     "category": category,
                     "group": group,
+                    **info,
+                }
+            )
+        # Beeps that interrupt the greeting (it stops where the beep starts): extra calls made
+        # with a generator of their own, so that every call above stays as it was.
+        extra = CallBuilder(sources, np.random.default_rng(seed + 10 + (split == "test")))
+        for i in range(calls // 4):
+            audio, info = extra.machine("interrupt")
+            audio = degrade(audio, extra.rng, info)
+            name = f"machine-interrupt-hard-{i:04d}.wav"
+            write(d / name, audio)
+            items.append(
+                {
+                    "file": f"{split}/{name}",
+                    "split": split,
+                    "kind": "machine",
+                    "category": "interrupt",
+                    "group": "hard",
                     **info,
                 }
             )
@@ -555,35 +655,32 @@ def build(out: Path, calls: int, seed: int = 2026) -> dict:
                         "onset_ms": round(lead * 1000),
                     }
                 )
-        # Speech and music for false alarms, one minute per file.
         pool = [
             read_any(p)
-            for p in sorted(ALLISON.rglob("*.wav"))
+            for voice in (ALLISON, *OTHER_PROMPTS)
+            for p in sorted(voice.rglob("*.wav"))
             if p.stem not in TONE_PROMPTS and _split_of(p.name) == split
         ]
         pool += [read_any(CODEC2 / rel) for rel in CODEC2_SPLIT[split]]
-        speech = np.concatenate([np.concatenate([p, np.zeros(int(0.3 * RATE))]) for p in pool])
-        music = np.concatenate([read_any(MOH / m) for m in MOH_SPLIT[split]])
-        for kind, signal in (("speech", speech), ("music", music)):
-            minute = 60 * RATE
-            for j in range(len(signal) // minute + 1):
-                chunk = signal[j * minute : (j + 1) * minute]
-                if len(chunk) < RATE:
-                    continue
-                level = float(rng.uniform(-30, -12))
-                x = scale_to(chunk, level)
-                x = x + noise(rng, len(x), "white") * np.sqrt(P0 * 10 ** ((level - 30) / 10))
-                name = f"{kind}-{j:03d}.wav"
-                write(d / name, sox_g711(x, "ulaw" if j % 3 else "alaw"))
-                items.append(
-                    {
-                        "file": f"{split}/{name}",
-                        "split": split,
-                        "kind": kind,
-                        "category": kind,
-                        "seconds": round(len(chunk) / RATE, 2),
-                    }
-                )
+        tracks = [read_any(MOH / m) for m in MOH_SPLIT[split]]
+        tracks += [
+            read_any(p)
+            for p in sorted(GAME_MUSIC.glob("*.ogg"), key=lambda p: int(p.stem[5:]))
+            if _split_of(p.name) == split
+        ]
+        items += false_alarm_set(d, split, pool, tracks, rng)
+    for n, (split, (voices, music_dir)) in enumerate(FINAL_SETS.items()):
+        rng = np.random.default_rng(seed + 2 + n)
+        d = out / split
+        d.mkdir(exist_ok=True)
+        pool = [
+            read_any(p)
+            for voice in voices
+            for p in sorted(voice.rglob("*.wav"))
+            if p.stem not in TONE_PROMPTS
+        ]
+        tracks = [read_any(p) for p in sorted(music_dir.rglob("*.ogg"))]
+        items += false_alarm_set(d, split, pool, tracks, rng)
     manifest = {"seed": seed, "calls": calls, "items": items}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest

@@ -4,10 +4,15 @@ Beeps, named tones, fax and modem tones: frequencies, durations, onsets, and wha
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tests.cpa_signals import dual, first, join, noise, run, silence, tone, voice
+from iradialer.cpa.wav import read_wav
+from tests.cpa_signals import amplitude, dual, first, join, noise, run, silence, tone, voice
+
+ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 
 
 def line(x: np.ndarray) -> np.ndarray:
@@ -61,6 +66,75 @@ def test_dual_tones_are_not_beeps(f1: float, f2: float) -> None:
     """
     x = greeting_then(dual(f1, f2, 1000, -20, -20))
     assert first(x, "BP") is None
+
+
+@pytest.mark.parametrize("second_db, third_db", [(-16, -60), (-60, -15), (-17, -19)])
+def test_a_note_with_harmonics_is_not_a_beep(second_db: float, third_db: float) -> None:
+    """
+    A held instrument note (a fundamental with its 2nd/3rd harmonics 15-19 dB down, about
+    -15 dB together) is not a beep, though its fundamental is as steady as one; the same
+    fundamental alone, or with harmonics 30 dB down (a slightly distorted beep), is.
+    """
+    f0, level = 624.0, -25.0
+
+    def note(h2: float, h3: float) -> np.ndarray:
+        return (
+            tone(f0, 400, level)
+            + tone(2 * f0, 400, level + h2, 0.4)
+            + tone(3 * f0, 400, level + h3, 1.3)
+        )
+
+    assert first(greeting_then(note(second_db, third_db)), "BP") is None
+    assert first(greeting_then(note(-30, -33)), "BP") is not None
+    assert first(greeting_then(tone(f0, 400, level)), "BP") is not None
+
+
+def test_a_pure_note_after_a_run_of_notes_is_not_a_beep() -> None:
+    """
+    Four short pure notes (60 ms, too short to count as "a tone just before") within the
+    second before a steady pure tone make it part of a melody: no BP.  Three such notes (as
+    a greeting's steady vowels can give) or none leave it a beep.
+    """
+
+    def melody(notes: int) -> np.ndarray:
+        parts = [silence(200)]
+        for f in (523.3, 587.3, 659.3, 784.0)[:notes]:
+            parts += [tone(f, 60, -22), silence(140)]
+        # Notes shorter than 80 ms, the last 320 ms before the tone: the isolation test is out.
+        parts += [silence(180), tone(622.3, 400, -22), silence(1000)]
+        return join(*parts)
+
+    assert first(greeting_then(melody(4)), "BP") is None
+    assert first(greeting_then(melody(3)), "BP") is not None
+    assert first(greeting_then(melody(0)), "BP") is not None
+
+
+def test_a_pure_tone_out_of_continuous_sound_is_not_a_beep() -> None:
+    """
+    A pure tone that takes over from a second and a half of continuous sound as loud as it
+    (a held note where the rest of the band stops) is not a beep; after a 200 ms pause, or
+    cutting into a recorded greeting mid-word (speech dips between syllables), the same tone
+    is one.
+    """
+    band = noise(1500, -22, seed=5)
+    note = tone(622.3, 400, -22)
+    assert first(line(join(silence(500), band, note, silence(1000))), "BP") is None
+    assert first(line(join(silence(500), band, silence(200), note, silence(1000))), "BP")
+    greeting = read_wav(ALLISON / "vm-nobodyavail.wav").astype(float)[:16000]
+    greeting *= amplitude(-22) / np.sqrt(2 * np.mean(greeting**2))
+    assert first(line(join(silence(300), greeting, note, silence(1000))), "BP")
+
+
+def test_beep_soon_after_the_greeting_last_vowel() -> None:
+    """
+    A beep 200 ms after the greeting's last steady vowel (a tone-like "note" of 200 ms) is a
+    beep; a tone that follows another at once (legato) is a melody, not a beep.
+    """
+    vowel = tone(300, 200, -20) + tone(600, 200, -36, 0.5)
+    beep = tone(1000, 300, -20)
+    greeting = join(silence(300), voice(2000), silence(300))
+    assert first(line(join(greeting, vowel, silence(200), beep, silence(1000))), "BP")
+    assert first(line(join(greeting, vowel, beep, silence(1000))), "BP") is None
 
 
 def test_beep_is_am() -> None:

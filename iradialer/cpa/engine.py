@@ -24,7 +24,7 @@ from iradialer.cpa.config import CpaConfig
 from iradialer.cpa.dtmf import KEYS, DtmfDetector
 from iradialer.cpa.frontend import FRAME, FRAME_MS, measure
 from iradialer.cpa.state import Columns, as_index
-from iradialer.cpa.tones import ToneTracker
+from iradialer.cpa.tones import RECENT_TONES, ToneTracker
 
 #: Beeps: single tones in this range (Hz) that last C{beep_min_length}.
 BEEP_MIN_HZ = 380.0
@@ -35,10 +35,29 @@ BEEP_MAX_SPREAD_HZ = 0.8
 #: ... the three bins around its peak hold this share of the energy, on average (a pure tone
 #: at 15 dB SNR: 0.96-0.97; synthesizer notes of hold music: 0.93-0.95) ...
 BEEP_MIN_TONALITY = 0.95
+#: ... its second and third harmonics together hold at most this much of the fundamental's
+#: energy (-20 dB): a voicemail beep is a sine (beeps in the train calls, G.711 and noise
+#: included: at most 0.005), an instrument's note is not (held notes of the train music that
+#: were otherwise nearly pure: 0.045-0.13) ...
+BEEP_MAX_HARMONICS = 0.01
 #: ... every frame since its onset fits it (the beating of 440+480 Hz ringback makes some
-#: frames fall out), and no other tone ended this shortly before it began: a melody is not
-#: a beep.
-BEEP_ISOLATION_MS = 300
+#: frames fall out), and no other tone of 80 ms or more ended this shortly before it began
+#: (the tracker sees an end 40 ms after the tone stops): a tone that takes over from another
+#: at once is a melody.  (300 ms, the first choice, also caught beeps that came 150-300 ms
+#: after the greeting's last steady vowel: 8 of the 165 clean train beeps.)
+BEEP_ISOLATION_MS = 100
+#: Nor is a tone that this many other tones of 40 ms or more preceded within a second (pure
+#: synthesizer notes of the train music: 4-8; beeps of the train calls: at most 3, from the
+#: greeting's steady vowels; continuous speech reaches 4 at 0.6% of moments).
+MELODY_WINDOW_MS = 1000
+MELODY_TONES = RECENT_TONES
+#: A beep follows a pause or comes out of speech, which has pauses: in the second before its
+#: onset at least this many frames were 6 dB or more below it (train beeps, after a pause or
+#: interrupting the greeting: at least 12 of 50).  A tone that rises out of a second of
+#: continuous sound as loud as itself is a note of music (the train music's pure notes: 0).
+BEEP_CONTEXT_MS = 1000
+BEEP_QUIET_DB = 6.0
+BEEP_MIN_QUIET_FRAMES = 3
 #: Frames after C{beep_min_length} during which a run may still become steady enough.
 BEEP_SETTLE_FRAMES = 6
 #: Fax and modem tones (V.25, T.30, V.8, Bell 103): centre, tolerance (Hz).
@@ -330,9 +349,18 @@ class CpaEngine:
             or stats.missed > 0
             or stats.spread > BEEP_MAX_SPREAD_HZ
             or stats.tonality < BEEP_MIN_TONALITY
+            or stats.harmonics > BEEP_MAX_HARMONICS
         ):
             return []
-        if stats.onset_ms - int(self.tones.s.previous_end_ms[slot]) < BEEP_ISOLATION_MS:
+        melody = (
+            stats.onset_ms - int(self.tones.s.previous_end_ms[slot]) < BEEP_ISOLATION_MS
+            or self.tones.tones_ended_since(slot, stats.onset_ms - MELODY_WINDOW_MS) >= MELODY_TONES
+        )
+        heard, quiet = self.tones.quiet_frames(
+            slot, stats.onset_ms - BEEP_CONTEXT_MS, stats.onset_ms, stats.level - BEEP_QUIET_DB
+        )
+        continuous = heard >= BEEP_CONTEXT_MS // FRAME_MS - 1 and quiet < BEEP_MIN_QUIET_FRAMES
+        if melody or continuous:
             self.s.run_reported[slot] = True
             return []
         if self.tones.s.fsk_length[slot] > 0 and min(self.tones.fsk_shares(slot)) >= V21_FSK_SHARE:

@@ -14,7 +14,8 @@ form runs: their beating moves the level and the phase from frame to frame.
 
 The tracker does not name tones; the engine classifies a run when it reaches a milestone
 (L{ToneTracker.process} returns the rows that did), from its mean frequency, frequency spread
-and amplitude modulation depth (ANSam is 2100 Hz with 15 Hz AM).
+and amplitude modulation depth (ANSam is 2100 Hz with 15 Hz AM).  For beeps it also keeps each
+stream's context: the ends of its last few tones and the levels of its last 1.2 s of frames.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iradialer.cpa.frontend import BIN_HZ, FIRST_BIN, Frames
+from iradialer.cpa.frontend import BIN_HZ, FIRST_BIN, FRAME_MS, Frames
 from iradialer.cpa.state import Columns, Index
 
 _LOW = 4 - FIRST_BIN  # 200 Hz
@@ -33,6 +34,12 @@ _FSK_MARK = 33 - FIRST_BIN  # 1650 Hz
 _FSK_SPACE = 37 - FIRST_BIN  # 1850 Hz
 #: Runs at least this long count as an earlier tone when judging whether a beep is isolated.
 _NOTE_FRAMES = 4
+#: Runs at least this long (40 ms) count as tones of a melody; the ends of the last
+#: C{RECENT_TONES} of them are kept.
+_TONE_FRAMES = 2
+RECENT_TONES = 4
+#: Frame levels kept per stream (1.2 s): the context of a tone that may be a beep.
+_CONTEXT_FRAMES = 60
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,9 @@ class ToneTracker:
                 "level_sq": ((), np.float64, 0),
                 "onset_ms": ((), np.int64, 0),
                 "previous_end_ms": ((), np.int64, -(10**9)),
+                "tone_ends_ms": ((RECENT_TONES,), np.int64, -(10**9)),
+                "levels": ((_CONTEXT_FRAMES,), np.float32, 0),
+                "level_ms": ((_CONTEXT_FRAMES,), np.int64, -(10**9)),
                 "fsk_length": ((), np.int32, 0),
                 "fsk_misses": ((), np.int16, 0),
                 "fsk_mark": ((), np.float64, 0),
@@ -180,6 +190,15 @@ class ToneTracker:
         keep = consistent | (in_run & ~ended & ~start)
         finished = (ended | (start & in_run)) & (length >= _NOTE_FRAMES)
         s.previous_end_ms[idx] = np.where(finished, ms, s.previous_end_ms[idx])
+        slots = _slots(idx, k)
+        position = (ms // FRAME_MS) % _CONTEXT_FRAMES
+        s.levels[slots, position] = f.level
+        s.level_ms[slots, position] = ms
+        tone_ended = (ended | (start & in_run)) & (length >= _TONE_FRAMES)
+        if tone_ended.any():
+            slots = slots[tone_ended]
+            ends = s.tone_ends_ms[slots]
+            s.tone_ends_ms[slots] = np.concatenate([ends[:, 1:], ms[tone_ended, None]], axis=1)
         s.length[idx] = np.where(start, 1, np.where(keep, length + consistent, 0))
         s.peak[idx] = np.where(start, peak, run_peak)
         s.misses[idx] = misses
@@ -255,6 +274,27 @@ class ToneTracker:
             ),
         )
 
+    def tones_ended_since(self, slot: int, ms: int) -> int:
+        """
+        How many tones of 40 ms or more (up to L{RECENT_TONES}) ended at or after C{ms}.
+        """
+        return int((self.s.tone_ends_ms[slot] >= ms).sum())
+
+    def quiet_frames(
+        self, slot: int, since_ms: int, until_ms: int, below_dbm0: float
+    ) -> tuple[int, int]:
+        """
+        Of the frames heard from C{since_ms} to C{until_ms} (at most 1.2 s back): how many
+        there are, and how many were below C{below_dbm0}.
+        """
+        when = self.s.level_ms[slot]
+        inside = (when >= since_ms) & (when + FRAME_MS <= until_ms)
+        return int(inside.sum()), int((inside & (self.s.levels[slot] <= below_dbm0)).sum())
+
     def fsk_shares(self, slot: int) -> tuple[float, float]:
         n = max(int(self.s.fsk_length[slot]), 1)
         return float(self.s.fsk_mark[slot]) / n, float(self.s.fsk_space[slot]) / n
+
+
+def _slots(idx: Index, k: int) -> np.ndarray:
+    return np.arange(idx.start, idx.start + k) if isinstance(idx, slice) else idx
