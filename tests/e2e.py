@@ -8,6 +8,7 @@ Everything listens on port 0; waits are Deferreds with timeouts, never sleeps.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,16 @@ class Stack:
         self._ports: list[Any] = []
 
     async def start(
-        self, extra: str = "", scenarios: str = SCENARIOS, tenants: str = TENANTS
+        self,
+        extra: str = "",
+        scenarios: str = SCENARIOS,
+        tenants: str = TENANTS,
+        ports: int | None = None,
     ) -> Stack:
+        """
+        @param ports: the first FreeSWITCH-side unicast port (1,000 of them); random unless
+            given, so test runs side by side do not take each other's ports.
+        """
         port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
             Site(self.receiver)
         )
@@ -100,13 +109,16 @@ class Stack:
         sounds = self.tmp_path / "sounds"
         sounds.mkdir(exist_ok=True)
         (self.tmp_path / "scenarios.toml").write_text(scenarios)
+        if ports is None:
+            ports = random.randrange(20000, 60000, 1000)
         config = self.tmp_path / "iradialer.toml"
         config.write_text(
             '[api]\nlisten = "tcp:0:interface=127.0.0.1"\nadmin_token = "admin-token-1"\n'
             "[freeswitch]\nsimulate = true\n"
             f'scenarios = "{self.tmp_path / "scenarios.toml"}"\n'
             'simulator_listen = "tcp:0:interface=127.0.0.1"\n'
-            '[media]\nlisten = "127.0.0.1"\nport = 0\nfreeswitch_ports = "41000-41999"\n'
+            '[media]\nlisten = "127.0.0.1"\nport = 0\n'
+            f'freeswitch_ports = "{ports}-{ports + 999}"\n'
             f'files_dir = "{sounds}"\n'
             f'[store]\npath = "{self.tmp_path / "store.sqlite"}"\n'
             "[webhooks]\nbackoff_initial = 0.1\nattempts = 5\ntimeout = 5.0\n" + extra + tenants

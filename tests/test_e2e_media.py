@@ -239,3 +239,29 @@ async def test_cpa_resumes_after_a_playback(stack: Stack):
     assert [p for p in stack.simulator.channel(call_uuid).played if p[1] == "speak"]
     # The beep (after the play) came through a stream other than the first.
     assert first_port not in {t.port for t in stack.dialer.audio.taps.values()}
+
+
+@pytest_twisted.ensureDeferred
+async def test_unicast_port_taken_is_retried_on_another(tmp_path):
+    """
+    FreeSWITCH answers +OK to a unicast whose port it cannot bind, then sends nothing: after
+    two silent seconds the call is re-parked and streamed from the next port, and CPA works.
+    """
+    import socket
+
+    from tests.e2e import Stack
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    first = taken.getsockname()[1]
+    stack = Stack(tmp_path)
+    try:
+        await stack.start(ports=first)
+        await stack.post("setcpaparams", {**CPA, "break_events": "LV"})
+        call_uuid = await stack.make_call("15550000001", enable_cpa="yes", config_name="amd")
+        detection = await stack.wait_for(call_uuid, "cpa_detection", timeout=15)
+        assert detection["event_data"] == "LV"
+        assert "error" not in stack.names(call_uuid)
+    finally:
+        taken.close()
+        await stack.stop()

@@ -30,6 +30,12 @@ from iradialer.protocols.esl import Event
 if TYPE_CHECKING:
     from iradialer.dialer.core import Dialer
 
+# Seconds to wait for the first datagram of a new stream before trying another port, and
+# how many ports to try: FreeSWITCH answers +OK to a unicast it then cannot bind (the port is
+# taken), and only silence says so.
+FIRST_AUDIO_WITHIN = 2.0
+PORTS_TRIED = 3
+
 # Applications that stop a leg's unicast stream while (and after) they run.
 INTERRUPTING = frozenset(
     {"playback", "speak", "play_and_get_digits", "conference", "endless_playback", "read"}
@@ -47,6 +53,7 @@ class Tap:
     consumers: list[Consumer] = field(default_factory=list)
     interrupted: bool = False
     resuming: bool = False
+    attempt: int = 1
 
 
 class AudioTaps:
@@ -77,7 +84,9 @@ class AudioTaps:
                 await self.dialer.node_of(call).api(fscommand.uuid_park(call.uuid))
         return await self._start(call, cpa, consumers)
 
-    async def _start(self, call: Call, cpa: CpaConfig | None, consumers: list[Consumer]) -> Tap:
+    async def _start(
+        self, call: Call, cpa: CpaConfig | None, consumers: list[Consumer], attempt: int = 1
+    ) -> Tap:
         node = self.dialer.node_of(call)
         freeswitch_ip = node.config.host
         try:
@@ -102,7 +111,7 @@ class AudioTaps:
         except Exception:
             media.release_port(port)
             raise
-        tap = Tap(call.uuid, port, stream, cpa, list(consumers))
+        tap = Tap(call.uuid, port, stream, cpa, list(consumers), attempt=attempt)
         for consumer in tap.consumers:
             stream.add_consumer(consumer)
         self.taps[call.uuid] = tap
@@ -112,7 +121,46 @@ class AudioTaps:
         except Exception:
             self.close(call.uuid)
             raise
+        self.dialer.clock.callLater(FIRST_AUDIO_WITHIN, self._check_audio, call, tap)
         return tap
+
+    def _check_audio(self, call: Call, tap: Tap) -> None:
+        """
+        No datagram since the unicast: FreeSWITCH could not bind its side's port.  Try the
+        next port (re-parking first, as for any new stream); after L{PORTS_TRIED}, give up
+        with an error event.
+        """
+        if self.taps.get(call.uuid) is not tap or tap.stream.frames or tap.interrupted:
+            return
+        if not call.live or tap.resuming:
+            return
+        self.log.warn(
+            "No audio from FreeSWITCH for {call_uuid} on port {port} (try {n})",
+            call_uuid=call.uuid,
+            port=tap.port,
+            n=tap.attempt,
+        )
+        self._drop(tap)
+        del self.taps[call.uuid]
+        if tap.attempt >= PORTS_TRIED:
+            self.dialer.emit_error(
+                call,
+                Status.CPA_INIT_FAILED,
+                f"CPA initialization failed! no audio from FreeSWITCH on {PORTS_TRIED} ports",
+            )
+            if tap.cpa is not None:
+                self.dialer.analysis.cpa_done(call.uuid, 0, "no_audio")
+            return
+
+        async def retry() -> None:
+            await self.dialer.node_of(call).api(fscommand.uuid_park(call.uuid))
+            await self._start(call, tap.cpa, tap.consumers, tap.attempt + 1)
+
+        Deferred.fromCoroutine(retry()).addErrback(
+            lambda f: self.log.failure(
+                "Retrying the audio of {call_uuid} failed", f, call_uuid=call.uuid
+            )
+        )
 
     def _log_path(
         self, call: Call, cpa: CpaConfig | None, kind: str, suffix: str, history: bool = False
