@@ -8,12 +8,13 @@ import wave
 
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from iradialer.tts import wav_bytes
-from tests.e2e import Stack, stack_fixture
+from tests.e2e import TIMEOUT, Stack, stack_fixture
 
 stack = stack_fixture()
 
@@ -57,6 +58,38 @@ async def test_cpa_finds_a_live_person(stack: Stack):
     assert done["reason"] == "LV"
     names = stack.names(call_uuid)
     assert names.index("answered") < names.index("cpa_setup") < names.index("cpa_detection")
+
+
+@pytest_twisted.ensureDeferred
+async def test_freeswitch_stops_sending_audio_once_cpa_is_done(stack: Stack):
+    """
+    Once CPA is done and nothing else needs the call's audio, the call is re-parked, which
+    ends FreeSWITCH's unicast stream, and stays up: otherwise every parked call would send
+    50 datagrams a second to be dropped for as long as it lasts.
+    """
+    await stack.post("setcpaparams", {**CPA, "break_events": "LV"})
+    media = stack.simulator.media
+    stopped: Deferred[str] = Deferred()
+    stop = media.stop
+
+    def stop_and_tell(channel):
+        was_streaming = media.streaming(channel.uuid) is not None
+        stop(channel)
+        if was_streaming and channel.alive and not stopped.called:
+            stopped.callback(channel.uuid)
+
+    media.stop = stop_and_tell
+    call_uuid = await stack.make_call("15550000001", enable_cpa="yes", config_name="amd")
+    await stack.wait_for(call_uuid, "cpa_done")
+    assert await stopped.addTimeout(TIMEOUT, reactor) == call_uuid
+    assert media.streaming(call_uuid) is None
+    assert stack.simulator.channel(call_uuid).alive
+    code, body = await stack.post(
+        "getdetails", {"call_uuid": call_uuid, "event_url": stack.hook_url}
+    )
+    assert code == 200, body
+    assert (body["details"]["state"], body["details"]["place"]) == ("answered", "parked")
+    assert "hangup" not in stack.names(call_uuid)
 
 
 @pytest_twisted.ensureDeferred
