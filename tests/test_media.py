@@ -310,7 +310,7 @@ async def test_end_to_end_on_a_real_socket() -> None:
 def test_metrics() -> None:
     """
     With the server's Metrics: tick times observed, analysed streams gauged, dropped datagrams
-    counted by reason (each once).
+    counted by reason (each once) when metrics are scraped.
     """
     clock = Clock()
     metrics = Metrics()
@@ -321,6 +321,8 @@ def test_metrics() -> None:
         svc.receiver.datagramReceived(b"\0" * 321, SOURCE)
         svc.receiver.datagramReceived(b"\0" * 320, ("10.1.1.1", 4))
         clock.pump([0.02] * 3)
+        metrics.refresh()
+        metrics.refresh()
         value = metrics.registry.get_sample_value
         assert value("iradialer_cpa_streams") == 1
         assert value("iradialer_cpa_tick_seconds_count") == 3
