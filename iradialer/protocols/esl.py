@@ -251,8 +251,11 @@ class Event:
         Parse the body of a C{text/event-json} frame.
 
         FreeSWITCH writes each header as C{"name":value} with no spaces, so a body with as
-        many C{":} as keys repeats no name and the plain dict is the whole event; else
-        (a repeated name, or a value holding C{\\":}) it is read again keeping every pair.
+        many C{":} as keys repeats no name and the plain dict is the whole event.  Strings
+        also hold C{":} when they start with a colon (C{"FreeSWITCH-IPv6":"::1"} on a host
+        without IPv6, in every event) or contain one; counted in the decoded strings, those
+        account for the rest exactly unless a name is repeated.  Otherwise the body is read
+        again keeping every pair.
 
         @raise ValueError: not a JSON object of string or list-of-string values.
         """
@@ -260,7 +263,8 @@ class Event:
         if not isinstance(headers, dict):
             raise ValueError("event JSON is not an object")
         pairs = None
-        if data.count(b'":') != len(headers):
+        colons = data.count(b'":')
+        if colons != len(headers) and colons != len(headers) + _colons_in_strings(headers):
             pairs = _JSON_PAIRS.decode(data.decode("utf-8"))
             headers = dict(reversed(pairs))
         body = headers.pop("_body", None)
@@ -343,6 +347,22 @@ class Event:
     def __repr__(self) -> str:
         subclass = f" {self.subclass}" if self.subclass else ""
         return f"<Event {self.name}{subclass} {self.uuid or ''} seq={self.sequence}>"
+
+
+def _colons_in_strings(headers: dict[str, Any]) -> int:
+    """
+    How many C{":} the JSON text of C{headers}' names and string values holds inside or at
+    the start of those strings (a quote is written C{\\"}, which keeps the C{":}).
+    """
+    values = []
+    for value in headers.values():
+        if type(value) is str:
+            values.append(value)
+        elif type(value) is list and all(type(item) is str for item in value):
+            values.append('"'.join(value))
+        else:
+            return -1  # not an event's shape: let the careful reading decide
+    return ('"' + '"'.join(headers) + '"' + '"'.join(values)).count('":')
 
 
 def _first(value: HeaderValue) -> str:
