@@ -14,6 +14,8 @@ no invented audio: its next frames are stamped with the time they arrive.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -41,6 +43,9 @@ GAP_MS = 60
 REMEMBERED_CALLS = 100_000
 #: Receiver counters that are datagrams dropped, as iradialer_media_packets_dropped reasons.
 DROP_REASONS = ("malformed", "unsupported", "duplicates", "late", "unknown_source")
+#: The UDP receive buffer asked for: about half a second of 1,000 streams, so that a busy
+#: moment of the reactor loses no audio.  Linux grants at most net.core.rmem_max.
+RECEIVE_BUFFER = 8 * 1024 * 1024
 
 Consumer = Callable[[np.ndarray, int], None]
 
@@ -135,7 +140,7 @@ class MediaService(Service):
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self._dropped_reported = dict.fromkeys(DROP_REASONS, 0)
+        self._dropped_reported = dict.fromkeys((*DROP_REASONS, "receive_buffer"), 0)
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor
         self.receiver = MediaReceiver()
@@ -147,6 +152,7 @@ class MediaService(Service):
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.clock
         self._port: Any = None
+        self._socket_inode: int | None = None
         self._tick_seconds: deque[float] = deque(maxlen=500)
         self._frames_analysed = 0
         self._listener_errors = 0
@@ -161,6 +167,7 @@ class MediaService(Service):
         self._port = self.reactor.listenUDP(
             self.config.port, self.receiver, interface=self.config.listen
         )
+        self._socket_inode = _enlarge_receive_buffer(self._port)
         self._loop.start(TICK, now=False)
 
     def stopService(self) -> Any:  # noqa: N802
@@ -327,8 +334,8 @@ class MediaService(Service):
 
     def _count_drops(self) -> None:
         assert self.metrics is not None
-        counters = self.receiver.counters()
-        for reason in DROP_REASONS:
+        counters = dict(self.receiver.counters(), receive_buffer=self.kernel_drops() or 0)
+        for reason in self._dropped_reported:
             new = counters[reason] - self._dropped_reported[reason]
             if new > 0:
                 self.metrics.media_packets_dropped.labels(reason).inc(new)
@@ -373,9 +380,53 @@ class MediaService(Service):
                 "max": round(max(ticks) * 1000, 3) if ticks else None,
             },
             "packets": self.receiver.counters(),
+            "receive_buffer_drops": self.kernel_drops(),
             "listener_errors": self._listener_errors,
         }
+
+    def kernel_drops(self) -> int | None:
+        """
+        Datagrams the kernel dropped because the receive buffer was full (the reactor was
+        too busy to read them), from Linux's /proc/net/udp; None where that is not known.
+        """
+        if self._socket_inode is None:
+            return None
+        return _udp_drops(self._socket_inode)
 
 
 def _ms(now: float, zero: float) -> int:
     return int(round((now - zero) * 1000))
+
+
+def _enlarge_receive_buffer(port: Any) -> int | None:
+    """
+    Ask for L{RECEIVE_BUFFER} bytes of receive buffer on the UDP port's socket (warning when
+    the kernel grants less); its inode, to find its drop counter, when it is a real socket.
+    """
+    sock = getattr(port, "socket", None)
+    if not isinstance(sock, socket.socket):
+        return None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if granted < RECEIVE_BUFFER:  # Linux reports twice what it granted, for its bookkeeping
+        MediaService.log.warn(
+            "The media port's receive buffer is {granted} bytes, not the {wanted} asked for:"
+            " raise net.core.rmem_max (sysctl) so that a busy moment loses no call audio",
+            granted=granted,
+            wanted=RECEIVE_BUFFER,
+        )
+    return os.fstat(sock.fileno()).st_ino
+
+
+def _udp_drops(inode: int) -> int | None:
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) >= 13 and fields[9] == str(inode):
+                        return int(fields[-1])
+        except (OSError, ValueError, StopIteration):
+            continue
+    return None
