@@ -42,6 +42,10 @@ MAX_HEADER_BYTES = 64 * 1024
 # What FreeSWITCH itself accepts from a client (mod_event_socket MAX_CONTENT_LENGTH);
 # ample for "show channels as json" with thousands of channels.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# Bytes taken from the socket per turn of the reactor.  Twisted's 64 KiB is about a dozen
+# JSON events: a reactor also busy with call audio and webhooks then falls seconds behind
+# a FreeSWITCH carrying a thousand calls, and command replies wait behind the events.
+READ_SIZE = 1024 * 1024
 
 
 class ProtocolError(Exception):
@@ -451,6 +455,10 @@ class EventSocketClient(Protocol):
         self._closing_because: str | None = None
         self._closing_notice: str | None = None
         self._lost: Failure | None = None
+
+    def connectionMade(self) -> None:
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = READ_SIZE
 
     @property
     def is_open(self) -> bool:
