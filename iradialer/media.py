@@ -2,7 +2,8 @@
 The C{media} service: the UDP port call audio arrives on, and the CPA engine ticking over it.
 
 Every 20 ms (on the injected clock) the service takes the complete frames each stream has
-received, runs the CPA engine once over all of them, hands each frame to the stream's consumers
+received (one a tick, or more to catch up when more than two wait), runs the CPA engine once
+over all of them, hands each frame to the stream's consumers
 (ASR), writes C{log_voice} files, reports detections to each stream's listener and sends one
 frame of queued outgoing audio per stream (the welcome beep) back to the FreeSWITCH-side port.
 
@@ -48,6 +49,8 @@ DROP_REASONS = ("malformed", "unsupported", "duplicates", "late", "unknown_sourc
 RECEIVE_BUFFER = 8 * 1024 * 1024
 
 Consumer = Callable[[np.ndarray, int], None]
+#: One 20 ms frame: int16 samples, or a raw L16 datagram not converted yet.
+Frame = np.ndarray | bytes
 
 
 class StreamListener(Protocol):
@@ -87,6 +90,7 @@ class MediaStream:
         self._rtp_log = rtp_log
         self._sender = AudioSender(input)
         self._outgoing: deque[np.ndarray] = deque()
+        self._backlog: deque[tuple[Frame, int]] = deque()
         self._next_ms: int | None = None
         self.frames = 0
 
@@ -155,6 +159,7 @@ class MediaService(Service):
         self._socket_inode: int | None = None
         self._tick_seconds: deque[float] = deque(maxlen=500)
         self._frames_analysed = 0
+        self._engine_steps = 0
         self._listener_errors = 0
         if metrics is not None:
             # Summing every stream's counters is too dear for each 20 ms tick.
@@ -292,28 +297,39 @@ class MediaService(Service):
         now = self.clock.seconds()
         streams = list(self._streams.values())
         by_slot: dict[int, MediaStream] = {}
-        batches: list[tuple[MediaStream, np.ndarray, range]] = []
+        batches: list[tuple[MediaStream, list[tuple[Frame, int]]]] = []
         for stream in streams:
-            frames = stream.input.frames()
+            frames: list[Frame] | np.ndarray = stream.input.raw_frames()
+            if not frames:
+                frames = stream.input.frames()
+            backlog = stream._backlog
             if len(frames):
-                stamps = stream._stamp(len(frames), _ms(now, stream.zero))
-                batches.append((stream, frames, stamps))
+                backlog.extend(zip(frames, stream._stamp(len(frames), _ms(now, stream.zero))))
+            if backlog:
+                # One frame a tick, keeping a second for the next one: streams whose frames
+                # straddle the tick would otherwise split every tick into two engine steps.
+                take = 1 if len(backlog) <= 2 else len(backlog) - 1
+                batches.append((stream, [backlog.popleft() for _ in range(take)]))
             if stream.slot is not None:
                 by_slot[stream.slot] = stream
         outcomes: list[Outcome] = []
-        depth = max((len(f) for _, f, _ in batches), default=0)
+        depth = max((len(taken) for _, taken in batches), default=0)
         for i in range(depth):
-            rows = [(s, f[i], t[i]) for s, f, t in batches if i < len(f)]
-            analysed = [(s.slot, f, t) for s, f, t in rows if s.slot is not None]
+            rows = [(s, taken[i]) for s, taken in batches if i < len(taken)]
+            audio = _as_array([frame for _, (frame, _) in rows])
+            analysed = [n for n, (s, _) in enumerate(rows) if s.slot is not None]
             if analysed:
                 outcomes += self.engine.step(
-                    [slot for slot, _, _ in analysed],
-                    np.stack([f for _, f, _ in analysed]),
-                    [t for _, _, t in analysed],
+                    [rows[n][0].slot for n in analysed],
+                    audio if len(analysed) == len(rows) else audio[analysed],
+                    [rows[n][1][1] for n in analysed],
                 )
                 self._frames_analysed += len(analysed)
-            for stream, frame, stamp in rows:
-                self._deliver_frame(stream, frame, int(stamp))
+                self._engine_steps += 1
+            for n, (stream, (_, stamp)) in enumerate(rows):
+                stream.frames += 1
+                if stream._consumers or stream._voice is not None:
+                    self._deliver_frame(stream, audio[n], stamp)
         outcomes += self.engine.expire(list(by_slot), [_ms(now, s.zero) for s in by_slot.values()])
         for slot, what in outcomes:
             reported = by_slot.get(slot)
@@ -344,7 +360,6 @@ class MediaService(Service):
     def _deliver_frame(self, stream: MediaStream, frame: np.ndarray, ms: int) -> None:
         if stream.closed:
             return
-        stream.frames += 1
         if stream._voice is not None:
             stream._voice.write(frame)
         for consumer in list(stream._consumers):
@@ -374,6 +389,7 @@ class MediaService(Service):
             "cpa_streams": sum(1 for s in self._streams.values() if s.slot is not None),
             "freeswitch_ports_in_use": len(self._ports),
             "frames_analysed": self._frames_analysed,
+            "engine_steps": self._engine_steps,
             "tick_ms": {
                 "last": round(ticks[-1] * 1000, 3) if ticks else None,
                 "mean": round(float(np.mean(ticks)) * 1000, 3) if ticks else None,
@@ -430,3 +446,14 @@ def _udp_drops(inode: int) -> int | None:
         except (OSError, ValueError, StopIteration):
             continue
     return None
+
+
+def _as_array(frames: list[Frame]) -> np.ndarray:
+    """
+    Frames as one (n, 160) int16 array; raw datagrams (the usual case) in one conversion.
+    """
+    if all(type(f) is bytes for f in frames):
+        return np.frombuffer(b"".join(frames), dtype="<i2").astype(np.int16).reshape(-1, FRAME)  # type: ignore[arg-type]
+    return np.stack(
+        [np.frombuffer(f, dtype="<i2").astype(np.int16) if type(f) is bytes else f for f in frames]
+    )
