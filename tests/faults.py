@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.web.server import Site
 
@@ -185,18 +187,21 @@ class Simulator:
         assert channel is not None and channel.alive, call_uuid
         channel.hangup(16, "recv_bye", remote=True)
 
-    def events(self, name: str) -> Deferred[Any]:
-        """Fires with the next event C{name} the simulator fires (any call)."""
-        d: Deferred[Any] = Deferred()
+    def count(self, name: str, n: int) -> Deferred[None]:
+        """Fires once the simulator has fired C{n} more events C{name} (any calls)."""
+        d: Deferred[None] = Deferred()
         sim = self.sim
+        seen = [0]
 
-        class Once:
+        class Counting:
             def deliver(self, event: Any) -> None:
-                if event.name == name and not d.called:
-                    sim.listeners.remove(self)
-                    reactor.callLater(0, d.callback, event)
+                if event.name == name:
+                    seen[0] += 1
+                    if seen[0] == n:
+                        sim.listeners.remove(self)
+                        reactor.callLater(0, d.callback, None)
 
-        sim.listeners.append(Once())
+        sim.listeners.append(Counting())
         return d.addTimeout(TIMEOUT, reactor)
 
 
@@ -321,10 +326,7 @@ class Stack:
         return await post(self.base, name, body, token)
 
     async def get(self, name: str, token: str = TOKEN) -> tuple[int, Any]:
-        response = await treq.get(
-            f"{self.base}/api/{name}", headers={"Authorization": [f"Bearer {token}"]}
-        )
-        return response.code, json.loads(await response.content())
+        return await get(self.base, name, token)
 
     async def make_call(self, to: str, **extra: Any) -> str:
         code, body = await self.post(
@@ -396,6 +398,11 @@ async def post(base: str, name: str, body: Any, token: str = TOKEN) -> tuple[int
     return response.code, json.loads(await response.content())
 
 
+async def get(base: str, name: str, token: str = TOKEN) -> tuple[int, Any]:
+    response = await treq.get(f"{base}/api/{name}", headers={"Authorization": [f"Bearer {token}"]})
+    return response.code, json.loads(await response.content())
+
+
 def events_of(recording: RecordingReceiver, call_uuid: str) -> list[dict[str, Any]]:
     """A call's accepted events in arrival order, repeats of one event_id collapsed."""
     seen: set[str] = set()
@@ -448,6 +455,71 @@ def assert_complete_and_ordered(recording: RecordingReceiver, call_uuid: str) ->
     assert names[-2:] == ["hangup", "call_quality"], (call_uuid, names)
     assert names.count("hangup") == 1, (call_uuid, names)
     return names
+
+
+class ServerProcess(ProcessProtocol):
+    """
+    C{twistd -n iradialer --config FILE} in a process of its own: its log lines, a Deferred
+    for a line to come, and one for its end (with the signal that ended it).
+    """
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log.open("ab")
+        self.lines: list[str] = []
+        self.ended: Deferred[int | None] = Deferred()
+        self._buffer = b""
+        self._waiting: list[tuple[str, Deferred[str]]] = []
+        self.process: Any = None
+
+    def start(self) -> ServerProcess:
+        twistd = str(Path(sys.executable).parent / "twistd")
+        argv = [twistd, "--pidfile=", "-n", "iradialer", "--config", str(self.config)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = reactor.spawnProcess(
+            self, twistd, argv, env=env, path=str(self.config.parent)
+        )
+        return self
+
+    def line(self, text: str) -> Deferred[str]:
+        """Fires with the first log line (from now) that contains C{text}."""
+        d: Deferred[str] = Deferred()
+        self._waiting.append((text, d))
+        return d.addTimeout(TIMEOUT, reactor)
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        self.log.write(data)
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            self.lines.append(line)
+            for entry in list(self._waiting):
+                if entry[0] in line:
+                    self._waiting.remove(entry)
+                    entry[1].callback(line)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        self.log.close()
+        self.ended.callback(getattr(reason.value, "signal", None))
+
+    async def kill(self) -> int | None:
+        """SIGKILL: no shutdown code runs."""
+        self.process.signalProcess("KILL")
+        return await self.ended
+
+    async def stop(self) -> None:
+        if not self.ended.called:
+            self.process.signalProcess("TERM")
+            await self.ended
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stack_fixture(**start: Any) -> Any:

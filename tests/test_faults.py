@@ -10,14 +10,29 @@ longer outages and more calls.
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+
+import pytest
 import pytest_twisted
 
 from tests.faults import (
+    ADMIN,
+    SCENARIOS,
+    Receiver,
+    ServerProcess,
     Simulator,
     Stack,
     assert_complete_and_ordered,
+    free_port,
+    get,
+    post,
+    server_config,
     stack_fixture,
+    wait_for,
 )
+
+GATEWAY = "sofia/gateway/sim"
 
 stack = stack_fixture()
 
@@ -137,3 +152,92 @@ async def test_freeswitch_crashes_and_restarts(stack: Stack):
     assert stack.pool.node("fs1").status()["sessions"] == 0
     after = await stack.make_call("15550000001")
     await stack.wait_for(after, "answered")
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_iradialer_killed_with_calls_up_and_events_queued(tmp_path: Path):
+    """
+    iradialer (twistd, a process of its own) is killed with SIGKILL while three calls are
+    answered, one rings, and the receiver has refused every event so far.  While it is
+    dead one callee hangs up.  Started again on the same store it re-adopts the live calls
+    from FreeSWITCH (getdetails and dropcall work on them), counts their licenses again,
+    reports the call that ended unseen with one hangup (cause_observed false), and delivers
+    every queued event, each call's in order.
+    """
+    scenarios = tmp_path / "scenarios.toml"
+    scenarios.write_text(SCENARIOS)
+    simulator = await Simulator(scenarios).start()
+    receiver = Receiver()
+    receiver.recording.policy = lambda n: 503
+    await receiver.up()
+    (tmp_path / "sounds").mkdir()
+    api = free_port()
+    config = tmp_path / "iradialer.toml"
+    config.write_text(server_config(tmp_path, simulator.port, api=f"tcp:{api}"))
+    base = f"http://127.0.0.1:{api}"
+    server = ServerProcess(config, tmp_path / "server.log")
+    second: ServerProcess | None = None
+    try:
+        up = server.line("FreeSWITCH fs1 up")
+        server.start()
+        await up
+        answered = simulator.count("CHANNEL_ANSWER", 3)
+        ringing = simulator.count("CHANNEL_PROGRESS", 4)
+        calls = []
+        for to in ["15550000001"] * 3 + ["15550000009"]:
+            code, body = await post(
+                base,
+                "makecall",
+                {
+                    "gateway": GATEWAY,
+                    "to": to,
+                    "from": "15559990000",
+                    "event_url": receiver.url,
+                    "dial_timeout": 60,
+                },
+            )
+            assert code == 200, body
+            calls.append(body["call_uuid"])
+        gone, kept, dropped, rings = calls
+        await answered
+        await ringing
+        code, status = await get(base, "status", ADMIN)
+        assert status["licenses"]["used"] == 4
+        assert status["webhooks"]["outbox_depth"] >= 4
+        assert receiver.recording.accepted() == []
+
+        assert await server.kill() == signal.SIGKILL
+        simulator.hang_up(gone)
+        receiver.recording.policy = lambda n: 200
+        second = ServerProcess(config, tmp_path / "server.log")
+        up = second.line("FreeSWITCH fs1 up")
+        second.start()
+        await up
+
+        hangup = await wait_for(receiver.recording, gone, "hangup")
+        assert hangup["cause_observed"] is False
+        code, status = await get(base, "status", ADMIN)
+        assert status["licenses"]["used"] == 3
+        code, body = await post(base, "getdetails", {"call_uuid": kept, "event_url": receiver.url})
+        assert code == 200 and body["details"]["state"] == "answered", body
+        code, body = await post(base, "getdetails", {"call_uuid": rings, "event_url": receiver.url})
+        assert code == 200 and body["details"]["state"] == "ringing", body
+        for call in (kept, dropped, rings):
+            code, body = await post(base, "dropcall", {"call_uuid": call})
+            assert code == 200, body
+        for call in calls:
+            await wait_for(receiver.recording, call, "call_quality")
+            names = assert_complete_and_ordered(receiver.recording, call)
+            assert names[0] == "originate", names
+        for call in (kept, rings):
+            await wait_for(receiver.recording, call, "get_details")
+        code, status = await get(base, "status", ADMIN)
+        assert status["licenses"]["used"] == 0
+        assert status["webhooks"]["dead_letters"] == 0
+    finally:
+        for process in (server, second):
+            if process is not None and process.process is not None:
+                await process.stop()
+        await simulator.stop()
+        await receiver.down()
