@@ -22,7 +22,8 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
-from twisted.web.server import Site
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 from iradialer.sim import make_simulator_service
 from iradialer.tap import Options, makeService
@@ -205,21 +206,49 @@ class Simulator:
         return d.addTimeout(TIMEOUT, reactor)
 
 
+class _Slow(Resource):
+    """Answers what the recording receiver answers, C{delay} seconds later."""
+
+    isLeaf = True
+
+    def __init__(self, recording: RecordingReceiver) -> None:
+        super().__init__()
+        self.recording = recording
+        self.delay = 0.0
+
+    def render_POST(self, request: Any) -> Any:  # noqa: N802
+        result = self.recording.render_POST(request)
+        if not self.delay or result is NOT_DONE_YET:
+            return result
+
+        def answer() -> None:
+            if not request._disconnected:
+                request.write(result)
+                request.finish()
+
+        reactor.callLater(self.delay, answer)
+        return NOT_DONE_YET
+
+
 class Receiver:
     """
     A webhook receiver on a port that stays the same when it goes away (L{down}) and comes
-    back (L{up}).
+    back (L{up}); C{slow(seconds)} delays every answer.
     """
 
     def __init__(self) -> None:
         self.recording = RecordingReceiver(lambda n: 200)
+        self._resource = _Slow(self.recording)
         self.port: Any = None
         self.number = 0
 
     async def up(self) -> None:
         endpoint = f"tcp:{self.number}:interface=127.0.0.1"
-        self.port = await serverFromString(reactor, endpoint).listen(Site(self.recording))
+        self.port = await serverFromString(reactor, endpoint).listen(Site(self._resource))
         self.number = self.port.getHost().port
+
+    def slow(self, seconds: float) -> None:
+        self._resource.delay = seconds
 
     async def down(self) -> None:
         """Connections are refused from now on (a receiver that is not running)."""

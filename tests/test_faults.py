@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from tests.faults import (
     ADMIN,
     SCENARIOS,
+    SOAK,
     Receiver,
     ServerProcess,
     Simulator,
@@ -35,6 +38,8 @@ from tests.faults import (
 GATEWAY = "sofia/gateway/sim"
 
 stack = stack_fixture()
+# At most 5 of the tenant's calls being delivered at once: fewer than the calls waiting.
+narrow = stack_fixture(webhooks="tenant_concurrency = 5\n")
 
 ANSWERED = ["originate", "started", "ringing", "answered", "hangup", "call_quality"]
 
@@ -241,3 +246,40 @@ async def test_iradialer_killed_with_calls_up_and_events_queued(tmp_path: Path):
                 await process.stop()
         await simulator.stop()
         await receiver.down()
+
+
+@pytest_twisted.ensureDeferred
+async def test_webhook_receiver_down_then_slow(narrow: Stack):
+    """
+    The receiver is down (connections refused) while calls come and go, for a few seconds
+    here and 60 s in the soak, then answers slowly.  Meanwhile the events wait on disk, not
+    in memory (the streams held are bounded by tenant_concurrency, 5 here, however many
+    calls wait), and afterwards every event of every call arrives, each call's in order,
+    none dead.
+    """
+    stack = narrow
+    calls = 300 if SOAK else 20
+    outage = 60.0 if SOAK else 3.0
+    assert stack.simulator is not None
+    await stack.receiver.down()
+    ended = stack.simulator.count("CHANNEL_HANGUP_COMPLETE", calls)
+    placed = [
+        await stack.make_call("15550000008" if i % 2 else "15550000003") for i in range(calls)
+    ]
+    await ended
+    await deferLater(reactor, outage)
+    held = stack.webhooks.status()
+    assert held["outbox_depth"] >= calls * 4
+    assert held["streams_delivering"] <= stack.webhooks.settings.tenant_concurrency
+    assert held["dead_letters"] == 0
+
+    stack.receiver.slow(0.1)
+    await stack.receiver.up()
+    for i, call in enumerate(placed):
+        await stack.wait_for(call, "call_quality", timeout=60.0 if not SOAK else 600.0)
+        names = assert_complete_and_ordered(stack.recording, call)
+        if i % 2:
+            assert names == ["originate", "started", "hangup", "call_quality"], names
+        else:
+            assert names == ANSWERED, names
+    assert stack.webhooks.status()["dead_letters"] == 0
