@@ -10,18 +10,27 @@ longer outages and more calls.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
+import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 
+from iradialer.api.site import MAX_BODY_BYTES
 from tests.faults import (
     ADMIN,
     SCENARIOS,
     SOAK,
+    TOKEN,
     Receiver,
     ServerProcess,
     Simulator,
@@ -283,3 +292,149 @@ async def test_webhook_receiver_down_then_slow(narrow: Stack):
         else:
             assert names == ANSWERED, names
     assert stack.webhooks.status()["dead_letters"] == 0
+
+
+FLOOD = """
+import os, socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.monotonic() + seconds
+sent = 0
+while time.monotonic() < end:
+    try:
+        sock.sendto(os.urandom(1 + sent % 1400), ("127.0.0.1", port))
+        sent += 1
+    except OSError:
+        pass
+print(sent, flush=True)
+"""
+
+
+class Flooder(ProcessProtocol):
+    """A process sending random datagrams to a port for a while; C{sent} once it is done."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.done: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802
+        self.output += data
+
+    def processEnded(self, reason: Any) -> None:  # noqa: N802
+        self.done.callback(int(self.output or b"0"))
+
+
+async def raw_http(base: str, data: bytes) -> bytes:
+    """Send bytes to the API's port as they are; the head of what comes back."""
+    host, port = base.removeprefix("http://").split(":")
+    received: Deferred[bytes] = Deferred()
+
+    class Raw(Protocol):
+        answer = b""
+
+        def connectionMade(self) -> None:  # noqa: N802
+            self.transport.write(data)
+
+        def dataReceived(self, chunk: bytes) -> None:  # noqa: N802
+            self.answer += chunk
+            if b"\r\n\r\n" in self.answer and not received.called:
+                received.callback(self.answer)
+                self.transport.loseConnection()
+
+        def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+            if not received.called:
+                received.callback(self.answer)
+
+    await connectProtocol(TCP4ClientEndpoint(reactor, host, int(port)), Raw())
+    return await received.addTimeout(30, reactor)
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_floods_on_the_media_port_and_the_api(stack: Stack):
+    """
+    While a process floods the UDP media port with random datagrams and the API gets
+    garbage (not HTTP), wrong tokens, unknown routes, broken JSON and oversized bodies: each
+    bad datagram and request is dropped and counted (status, metrics), calls placed in the
+    middle of it still get their CPA decisions (a person LV, a voicemail AM), and the API
+    still serves them.
+    """
+    seconds = 30.0 if SOAK else 4.0
+    code, _ = await stack.post(
+        "setcpaparams",
+        {
+            "request_name": "set_cpa_params",
+            "tenant_id": "acme",
+            "config_name": "amd",
+            "analysis": "amd",
+            "break_events": "LV,AM",
+        },
+    )
+    assert code == 200
+    flooder = Flooder()
+    reactor.spawnProcess(
+        flooder,
+        sys.executable,
+        [sys.executable, "-c", FLOOD, str(stack.media.address[1]), str(seconds)],
+        env=os.environ,
+    )
+    person = await stack.make_call("15550000001", enable_cpa="yes", config_name="amd")
+    machine = await stack.make_call("15550000002", enable_cpa="yes", config_name="amd")
+
+    garbage = [
+        ensureDeferred(raw_http(stack.base, os.urandom(200).replace(b"\n", b"") + b"\r\n\r\n"))
+        for _ in range(20)
+    ]
+    bad = [
+        ("getdetails", {"call_uuid": person}, "wrong-token-xx"),
+        ("nosuchroute", {}, TOKEN),
+        ("dropcall", b"{not json", TOKEN),
+        ("playtext", b'{"text": "' + b"x" * (2 << 20) + b'"}', TOKEN),
+    ]
+    refused = [ensureDeferred(stack.post(*request)) for request in bad * 10]
+    for answer in await DeferredList(garbage, fireOnOneErrback=True, consumeErrors=True):
+        assert answer[1].startswith(b"HTTP/1.1 400 Bad Request"), answer
+    codes = sorted({code for code, _ in (r[1] for r in await DeferredList(refused))})
+    assert codes == [400, 401, 404, 413], codes
+
+    found = await stack.wait_for(person, "cpa_detection")
+    assert found["event_data"] == "LV", found
+    found = await stack.wait_for(machine, "cpa_detection")
+    assert found["event_data"] == "AM", found
+    code, body = await stack.post(
+        "getdetails", {"call_uuid": person, "event_url": stack.receiver.url}
+    )
+    assert code == 200, body
+
+    sent = await flooder.done
+    assert sent > 1000
+    code, status = await stack.get("status", token=ADMIN)
+    packets = status["cpa"]["packets"]
+    assert packets["unknown_source"] + (status["cpa"]["receive_buffer_drops"] or 0) >= sent
+    scrape = await treq.get(f"{stack.base}/metrics", headers={"Authorization": [f"Bearer {ADMIN}"]})
+    metrics = (await scrape.content()).decode()
+    dropped = 'iradialer_media_packets_dropped_total{reason="unknown_source"} '
+    assert dropped + str(float(packets["unknown_source"])) in metrics
+    assert "iradialer_api_malformed_requests_total 20.0" in metrics
+    for status_code in ("400", "401", "404", "413"):
+        assert f'status="{status_code}"' in metrics, status_code
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversized_bodies_are_refused_without_being_kept(stack: Stack):
+    """
+    A body over MAX_BODY_BYTES, announced by Content-Length or sent chunked without one,
+    is read and dropped and the request answered 413, before any authentication or parsing;
+    a body just under the limit is read as usual.
+    """
+    chunk = b"x" * 4096
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
+    answer = await raw_http(
+        stack.base,
+        b"POST /api/dropcall HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked,
+    )
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    code, body = await stack.post("dropcall", b"{" + b" " * (MAX_BODY_BYTES + 1) + b"}")
+    assert (code, body["statusCode"]) == (413, 413)
+    code, body = await stack.post("dropcall", b"{" + b" " * (MAX_BODY_BYTES - 100) + b"}")
+    assert (code, body["message"]) == (400, "'call_uuid' is a required property")
