@@ -5,11 +5,13 @@ Media on live calls end to end: CPA through unicast, plays, stopplay, DTMF colle
 from __future__ import annotations
 
 import wave
+from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -252,3 +254,34 @@ async def test_getsimpledtmf_times_out(stack: Stack):
     assert code == 200, body
     event = await stack.wait_for(call_uuid, "dtmf", timeout=10)
     assert (event["status"], event["status_code"], event["digits"]) == ("timeout", 200, "")
+
+
+@pytest_twisted.ensureDeferred
+async def test_callee_gone_before_cpa_starts_is_no_error(stack: Stack):
+    """
+    The callee hangs up just as CPA starts: the unicast finds no channel (C{-ERR invalid
+    session id}).  That is the call ending, not a CPA failure: no error event, nothing logged
+    as critical, and the hangup reported as usual.
+    """
+    node = stack.dialer.pool.nodes[0]
+    unicast = node.unicast
+
+    async def hang_up_first(uuid: str, *args: Any, **kwargs: Any) -> str:
+        await node.api(f"uuid_kill {uuid}")
+        await stack.wait_for(uuid, "hangup")
+        return await unicast(uuid, *args, **kwargs)
+
+    node.unicast = lambda *a, **kw: Deferred.fromCoroutine(hang_up_first(*a, **kw))
+    logged: list[dict] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        await stack.post("setcpaparams", {**CPA, "break_events": "LV"})
+        call_uuid = await stack.make_call("15550000001", enable_cpa="yes", config_name="amd")
+        await stack.wait_for(call_uuid, "call_quality")
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    names = stack.names(call_uuid)
+    assert names[-2:] == ["hangup", "call_quality"] and "error" not in names, names
+    assert any("not started: the call ended" in e.get("log_format", "") for e in logged)
+    critical = [e for e in logged if e.get("log_level") == LogLevel.critical]
+    assert critical == [], [e["log_failure"].getTraceback() for e in critical]

@@ -356,6 +356,14 @@ def test_execute_refused_for_an_unknown_channel():
     run = Outcome(client.execute(U, "playback", "silence_stream://100"))
     client.dataReceived(reply(f"-ERR invalid session id [{U}]"))
     assert run.error().text == f"-ERR invalid session id [{U}]"
+    assert run.error().no_such_channel
+
+
+def test_no_such_channel_is_only_a_missing_channel():
+    """The uuid_* commands' wording for a missing channel counts too; other refusals do not."""
+    assert CommandError("-ERR No such channel!").no_such_channel
+    assert not CommandError("-ERR GATEWAY_DOWN").no_such_channel
+    assert not CommandError("-USAGE: <uuid> <var>").no_such_channel
 
 
 def test_execute_fails_when_the_channel_hangs_up_first():

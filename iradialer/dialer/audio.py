@@ -25,7 +25,7 @@ from iradialer.cpa.config import CpaConfig
 from iradialer.domain.calls import Call, Place
 from iradialer.domain.errors import DialerError, Status
 from iradialer.protocols import fscommand
-from iradialer.protocols.esl import Event
+from iradialer.protocols.esl import CommandError, Event
 
 if TYPE_CHECKING:
     from iradialer.dialer.core import Dialer
@@ -221,6 +221,11 @@ class AudioTaps:
         tap.resuming = True
 
         def failed(failure: Failure) -> None:
+            if not call.live or (failure.check(CommandError) and failure.value.no_such_channel):
+                self.log.debug(
+                    "Audio of {call_uuid} not resumed: the call ended", call_uuid=call.uuid
+                )
+                return
             self.log.failure(
                 "Resuming the audio of {call_uuid} failed", failure, call_uuid=call.uuid
             )

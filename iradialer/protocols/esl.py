@@ -66,6 +66,16 @@ class CommandError(Exception):
         self.text = text
         super().__init__(text)
 
+    @property
+    def no_such_channel(self) -> bool:
+        """
+        The command named a channel FreeSWITCH no longer has (C{sendmsg}'s C{-ERR invalid
+        session id [...]}, the C{uuid_*} commands' C{-ERR No such channel!}): the call ended
+        in the meantime and its hangup events are on their way.
+        """
+        lowered = self.text.lower()
+        return "invalid session id" in lowered or "no such channel" in lowered
+
 
 class AuthenticationFailed(CommandError):
     """
