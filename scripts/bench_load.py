@@ -492,6 +492,14 @@ class Driver:
                 while self.mix_budget >= 1:
                     self.mix_budget -= 1
                     self.mix_request()
+        elif self.phase == "drain" and self.args.outcomes == "answered":
+            # Callees who never hang up are hung up by the dialer, at the dialing rate.
+            self.launch_budget = min(self.launch_budget + self.args.cps * elapsed, self.args.cps)
+            for uuid in [u for u in self.live if not self.calls[u].dropping]:
+                if self.launch_budget < 1:
+                    break
+                self.launch_budget -= 1
+                self.dropcall(uuid)
 
     def random_live_answered(self) -> str | None:
         for _ in range(20):
@@ -856,6 +864,10 @@ def analyse(
             missing_terminal += 1
         extra_hangups += max(0, names.count("hangup") - 1)
         want = call.kind.events(args.cpa)
+        if call.dropping and not call.detections:
+            # Dropped by the driver before a CPA result reached it (the mix of --requests,
+            # or the drain): the call may end before it answered or before CPA decided.
+            want -= {"answered", "cpa_setup", "cpa_detection"}
         missing = want - set(names)
         if missing:
             missing_kinds += 1
@@ -1213,7 +1225,10 @@ def main() -> int:
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
-    if not args.keep:
+    log_problems = sum(result["server_log"].values())
+    if log_problems:
+        print(f"iradialer logged {log_problems} tracebacks or errors: see {work}/iradialer.log")
+    if not args.keep and not log_problems:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     else:
         print(f"work directory: {work}")
