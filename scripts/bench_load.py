@@ -466,11 +466,15 @@ class Driver:
         if self.last_tick:
             self.loop_lag.append(max(0.0, now - self.last_tick - 0.01) * 1000)
         wall = time.time()
-        if self.phase == "ramp" and self.live_count() >= self.args.max_calls:
+        # At a low rate calls end as fast as new ones start before --max-calls are live: the
+        # ramp then ends at twice the time the rate would need, at whatever plateau it reached.
+        plateau = wall - self.ramp_started >= 2 * self.args.max_calls / self.args.cps
+        if self.phase == "ramp" and (self.live_count() >= self.args.max_calls or plateau):
             self.phase = "hold"
             self.hold_started = wall
             print(
-                f"  {self.live_count()} calls live after {wall - self.ramp_started:.1f} s;"
+                f"  {self.live_count()} calls live after {wall - self.ramp_started:.1f} s"
+                f"{' (a plateau below --max-calls)' if plateau else ''};"
                 f" holding for {self.args.hold:.0f} s",
                 flush=True,
             )
