@@ -556,7 +556,9 @@ class Driver:
                 self.request("stopplay", {"call_uuid": target})
 
 
-def spawn(reactor: Any, protocol: Any, argv: list[str], log: Path | None, nice: int) -> Any:
+def spawn(
+    reactor: Any, protocol: Any, argv: list[str], log: Path | None, nice: int, cpus: Any = None
+) -> Any:
     child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
     if log is not None:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -569,6 +571,8 @@ def spawn(reactor: Any, protocol: Any, argv: list[str], log: Path | None, nice: 
         os.close(fd)
     if nice:
         os.setpriority(os.PRIO_PROCESS, process.pid, nice)
+    if cpus:
+        os.sched_setaffinity(process.pid, cpus)
     return process
 
 
@@ -633,7 +637,9 @@ async def _run(
     dump = work / "events.jsonl"
     receiver = Lines(receiver_line)
     argv = [python, str(Path(__file__).resolve()), "--role", "receiver", "--dump", str(dump)]
-    processes.append(("receiver", spawn(reactor, receiver, argv, None, args.nice), receiver))
+    processes.append(
+        ("receiver", spawn(reactor, receiver, argv, None, args.nice, args.others_cpus), receiver)
+    )
     await wait_until(lambda: receiver_port, 30, "the receiver")
     hook = f"http://127.0.0.1:{receiver_port[0]}{HOOK_PATH}"
 
@@ -655,7 +661,9 @@ async def _run(
         "--scenarios",
         str(work / "scenarios.toml"),
     ]
-    processes.append(("simulator", spawn(reactor, sim, argv, None, args.nice), sim))
+    processes.append(
+        ("simulator", spawn(reactor, sim, argv, None, args.nice, args.others_cpus), sim)
+    )
     await wait_until(lambda: sim_port, 30, "the simulator")
 
     # iradialer
@@ -676,7 +684,9 @@ async def _run(
     server = Lines(lambda line: None)
     twistd = str(Path(python).parent / "twistd")
     argv = [twistd, "--pidfile=", "-n", "iradialer", "--config", str(work / "iradialer.toml")]
-    server_process = spawn(reactor, server, argv, work / "iradialer.log", args.nice)
+    server_process = spawn(
+        reactor, server, argv, work / "iradialer.log", args.nice, args.iradialer_cpus
+    )
     processes.append(("iradialer", server_process, server))
 
     driver = Driver(args, reactor, base, hook)
@@ -1182,6 +1192,12 @@ def main() -> int:
         help="niceness of every process of the benchmark (as root it may be < 0, to put the"
         " benchmark ahead of other work on a shared machine)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="iradialer alone on the first CPU, everything else on the others: as if"
+        " FreeSWITCH, the receiver and the dialer ran on machines of their own",
+    )
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -1196,6 +1212,13 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    args.iradialer_cpus = args.others_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least two CPUs")
+        args.iradialer_cpus, args.others_cpus = {cpus[0]}, set(cpus[1:])
+        os.sched_setaffinity(0, args.others_cpus)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = Path(tempfile.mkdtemp(prefix="iradialer-bench-"))
@@ -1215,7 +1238,8 @@ def main() -> int:
     print(
         f"bench: {args.cps:g} cps to {args.max_calls} calls, hold {args.hold:g} s, "
         f"{args.outcomes} outcomes, CPA {'on' if args.cpa else 'off'}, "
-        f"{args.requests:g} mixed requests/s",
+        f"{args.requests:g} mixed requests/s"
+        f"{', iradialer pinned to a CPU of its own' if args.pin else ''}",
         flush=True,
     )
     reactor.callWhenRunning(start)
