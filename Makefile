@@ -11,7 +11,7 @@ TEST_DEBS := \
 	chromium \
 	# end of TEST_DEBS
 
-.PHONY: run test lint typecheck lock clean
+.PHONY: run test lint typecheck lock clean bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,26 @@ $(VENV)/.installed-test: $(VENV)/.installed-run
 	$(PIP) install -q -c constraints.txt $(EDITABLE) -e '.[test]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-run
+	$(PIP) install -q -c constraints.txt $(EDITABLE) -e '.[bench]'
+	touch $@
+
 run: $(VENV)/.installed-run
 	$(BIN)/twistd --pidfile= -n iradialer $(ARGS)
 
 test: $(VENV)/.installed-test
 	./scripts/system-deps.sh $(TEST_DEBS)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The load benchmark of docs/benchmarks.md: 100 calls/s to 1,000 calls with CPA, held 60 s.
+# Another run: make bench BENCH_ARGS="--outcomes answered --max-calls 500 --requests 200"
+BENCH_ARGS ?= --cps 100 --max-calls 1000 --hold 60 --plot docs/benchmarks-load.png
+bench: $(VENV)/.installed-bench
+	$(BIN)/python scripts/bench_load.py $(BENCH_ARGS)
+
+# The fault tests with longer outages and more calls than the suite runs them with.
+soak: $(VENV)/.installed-test
+	IRADIALER_SOAK=1 $(BIN)/pytest -p no:cacheprovider tests/test_faults.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(PIP) install -q ruff

@@ -2,7 +2,8 @@
 The C{media} service: the UDP port call audio arrives on, and the CPA engine ticking over it.
 
 Every 20 ms (on the injected clock) the service takes the complete frames each stream has
-received, runs the CPA engine once over all of them, hands each frame to the stream's consumers
+received (one a tick, or more to catch up when more than two wait), runs the CPA engine once
+over all of them, hands each frame to the stream's consumers
 (ASR), writes C{log_voice} files, reports detections to each stream's listener and sends one
 frame of queued outgoing audio per stream (the welcome beep) back to the FreeSWITCH-side port.
 
@@ -14,6 +15,8 @@ no invented audio: its next frames are stamped with the time they arrive.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -41,8 +44,13 @@ GAP_MS = 60
 REMEMBERED_CALLS = 100_000
 #: Receiver counters that are datagrams dropped, as iradialer_media_packets_dropped reasons.
 DROP_REASONS = ("malformed", "unsupported", "duplicates", "late", "unknown_source")
+#: The UDP receive buffer asked for: about half a second of 1,000 streams, so that a busy
+#: moment of the reactor loses no audio.  Linux grants at most net.core.rmem_max.
+RECEIVE_BUFFER = 8 * 1024 * 1024
 
 Consumer = Callable[[np.ndarray, int], None]
+#: One 20 ms frame: int16 samples, or a raw L16 datagram not converted yet.
+Frame = np.ndarray | bytes
 
 
 class StreamListener(Protocol):
@@ -66,8 +74,11 @@ class MediaStream:
         slot: int | None,
         voice: WavWriter | None,
         rtp_log: IO[str] | None,
+        zero: float,
     ) -> None:
         self.call_uuid = call_uuid
+        #: The call's time zero (its answer), on the service's clock.
+        self.zero = zero
         self.source = source
         self.input = input
         self.listener = listener
@@ -79,6 +90,7 @@ class MediaStream:
         self._rtp_log = rtp_log
         self._sender = AudioSender(input)
         self._outgoing: deque[np.ndarray] = deque()
+        self._backlog: deque[tuple[Frame, int]] = deque()
         self._next_ms: int | None = None
         self.frames = 0
 
@@ -101,7 +113,7 @@ class MediaStream:
     def close(self) -> None:
         self._service._close(self)
 
-    def _stamp(self, count: int, now_ms: int) -> np.ndarray:
+    def _stamp(self, count: int, now_ms: int) -> range:
         """
         The times of C{count} frames that arrived by C{now_ms}: following the previous frames,
         unless they come late enough to follow a pause.
@@ -109,9 +121,9 @@ class MediaStream:
         earliest = now_ms - FRAME_MS * count
         if self._next_ms is None or earliest - self._next_ms > GAP_MS:
             self._next_ms = max(earliest, 0)
-        stamps = self._next_ms + FRAME_MS * np.arange(count, dtype=np.int64)
+        first = self._next_ms
         self._next_ms += FRAME_MS * count
-        return stamps
+        return range(first, self._next_ms, FRAME_MS)
 
     def _log_packet(self, info: dict[str, Any]) -> None:
         if self._rtp_log is not None:
@@ -132,7 +144,7 @@ class MediaService(Service):
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self._dropped_reported = dict.fromkeys(DROP_REASONS, 0)
+        self._dropped_reported = dict.fromkeys((*DROP_REASONS, "receive_buffer"), 0)
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else reactor
         self.receiver = MediaReceiver()
@@ -144,9 +156,14 @@ class MediaService(Service):
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.clock
         self._port: Any = None
+        self._socket_inode: int | None = None
         self._tick_seconds: deque[float] = deque(maxlen=500)
         self._frames_analysed = 0
+        self._engine_steps = 0
         self._listener_errors = 0
+        if metrics is not None:
+            # Summing every stream's counters is too dear for each 20 ms tick.
+            metrics.before_scrape(self._count_drops)
 
     # -- service --------------------------------------------------------------------------
 
@@ -155,6 +172,7 @@ class MediaService(Service):
         self._port = self.reactor.listenUDP(
             self.config.port, self.receiver, interface=self.config.listen
         )
+        self._socket_inode = _enlarge_receive_buffer(self._port)
         self._loop.start(TICK, now=False)
 
     def stopService(self) -> Any:  # noqa: N802
@@ -200,7 +218,7 @@ class MediaService(Service):
         answered = self._answered.get(call_uuid)
         if answered is None:
             return 0
-        return int(round((self.clock.seconds() - answered) * 1000))
+        return _ms(self.clock.seconds(), answered)
 
     def open_stream(
         self,
@@ -229,7 +247,17 @@ class MediaService(Service):
         log_file = open(rtp_log, "a", encoding="utf-8") if rtp_log is not None else None  # noqa: SIM115
         slot = self.engine.open(cpa) if cpa is not None else None
         stream_input = StreamInput(media_format=media_format)
-        stream = MediaStream(self, call_uuid, source, stream_input, listener, slot, voice, log_file)
+        stream = MediaStream(
+            self,
+            call_uuid,
+            source,
+            stream_input,
+            listener,
+            slot,
+            voice,
+            log_file,
+            self._answered[call_uuid],
+        )
         if log_file is not None:
             stream_input.packet_log = stream._log_packet
         self._streams[source] = stream
@@ -266,33 +294,43 @@ class MediaService(Service):
 
     def _tick(self) -> None:
         started = time.perf_counter()
+        now = self.clock.seconds()
         streams = list(self._streams.values())
         by_slot: dict[int, MediaStream] = {}
-        batches: list[tuple[MediaStream, np.ndarray, np.ndarray]] = []
+        batches: list[tuple[MediaStream, list[tuple[Frame, int]]]] = []
         for stream in streams:
-            frames = stream.input.frames()
+            frames: list[Frame] | np.ndarray = stream.input.raw_frames()
+            if not frames:
+                frames = stream.input.frames()
+            backlog = stream._backlog
             if len(frames):
-                stamps = stream._stamp(len(frames), self.ms_since_answer(stream.call_uuid))
-                batches.append((stream, frames, stamps))
+                backlog.extend(zip(frames, stream._stamp(len(frames), _ms(now, stream.zero))))
+            if backlog:
+                # One frame a tick, keeping a second for the next one: streams whose frames
+                # straddle the tick would otherwise split every tick into two engine steps.
+                take = 1 if len(backlog) <= 2 else len(backlog) - 1
+                batches.append((stream, [backlog.popleft() for _ in range(take)]))
             if stream.slot is not None:
                 by_slot[stream.slot] = stream
         outcomes: list[Outcome] = []
-        depth = max((len(f) for _, f, _ in batches), default=0)
+        depth = max((len(taken) for _, taken in batches), default=0)
         for i in range(depth):
-            rows = [(s, f[i], t[i]) for s, f, t in batches if i < len(f)]
-            analysed = [(s.slot, f, t) for s, f, t in rows if s.slot is not None]
+            rows = [(s, taken[i]) for s, taken in batches if i < len(taken)]
+            audio = _as_array([frame for _, (frame, _) in rows])
+            analysed = [n for n, (s, _) in enumerate(rows) if s.slot is not None]
             if analysed:
                 outcomes += self.engine.step(
-                    [slot for slot, _, _ in analysed],
-                    np.stack([f for _, f, _ in analysed]),
-                    [t for _, _, t in analysed],
+                    [rows[n][0].slot for n in analysed],
+                    audio if len(analysed) == len(rows) else audio[analysed],
+                    [rows[n][1][1] for n in analysed],
                 )
                 self._frames_analysed += len(analysed)
-            for stream, frame, stamp in rows:
-                self._deliver_frame(stream, frame, int(stamp))
-        outcomes += self.engine.expire(
-            list(by_slot), [self.ms_since_answer(s.call_uuid) for s in by_slot.values()]
-        )
+                self._engine_steps += 1
+            for n, (stream, (_, stamp)) in enumerate(rows):
+                stream.frames += 1
+                if stream._consumers or stream._voice is not None:
+                    self._deliver_frame(stream, audio[n], stamp)
+        outcomes += self.engine.expire(list(by_slot), [_ms(now, s.zero) for s in by_slot.values()])
         for slot, what in outcomes:
             reported = by_slot.get(slot)
             if reported is not None:
@@ -309,8 +347,11 @@ class MediaService(Service):
         assert self.metrics is not None
         self.metrics.cpa_tick_seconds.observe(elapsed)
         self.metrics.cpa_streams.set(cpa_streams)
-        counters = self.receiver.counters()
-        for reason in DROP_REASONS:
+
+    def _count_drops(self) -> None:
+        assert self.metrics is not None
+        counters = dict(self.receiver.counters(), receive_buffer=self.kernel_drops() or 0)
+        for reason in self._dropped_reported:
             new = counters[reason] - self._dropped_reported[reason]
             if new > 0:
                 self.metrics.media_packets_dropped.labels(reason).inc(new)
@@ -319,7 +360,6 @@ class MediaService(Service):
     def _deliver_frame(self, stream: MediaStream, frame: np.ndarray, ms: int) -> None:
         if stream.closed:
             return
-        stream.frames += 1
         if stream._voice is not None:
             stream._voice.write(frame)
         for consumer in list(stream._consumers):
@@ -349,11 +389,71 @@ class MediaService(Service):
             "cpa_streams": sum(1 for s in self._streams.values() if s.slot is not None),
             "freeswitch_ports_in_use": len(self._ports),
             "frames_analysed": self._frames_analysed,
+            "engine_steps": self._engine_steps,
             "tick_ms": {
                 "last": round(ticks[-1] * 1000, 3) if ticks else None,
                 "mean": round(float(np.mean(ticks)) * 1000, 3) if ticks else None,
                 "max": round(max(ticks) * 1000, 3) if ticks else None,
             },
             "packets": self.receiver.counters(),
+            "receive_buffer_drops": self.kernel_drops(),
             "listener_errors": self._listener_errors,
         }
+
+    def kernel_drops(self) -> int | None:
+        """
+        Datagrams the kernel dropped because the receive buffer was full (the reactor was
+        too busy to read them), from Linux's /proc/net/udp; None where that is not known.
+        """
+        if self._socket_inode is None:
+            return None
+        return _udp_drops(self._socket_inode)
+
+
+def _ms(now: float, zero: float) -> int:
+    return int(round((now - zero) * 1000))
+
+
+def _enlarge_receive_buffer(port: Any) -> int | None:
+    """
+    Ask for L{RECEIVE_BUFFER} bytes of receive buffer on the UDP port's socket (warning when
+    the kernel grants less); its inode, to find its drop counter, when it is a real socket.
+    """
+    sock = getattr(port, "socket", None)
+    if not isinstance(sock, socket.socket):
+        return None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if granted < RECEIVE_BUFFER:  # Linux reports twice what it granted, for its bookkeeping
+        MediaService.log.warn(
+            "The media port's receive buffer is {granted} bytes, not the {wanted} asked for:"
+            " raise net.core.rmem_max (sysctl) so that a busy moment loses no call audio",
+            granted=granted,
+            wanted=RECEIVE_BUFFER,
+        )
+    return os.fstat(sock.fileno()).st_ino
+
+
+def _udp_drops(inode: int) -> int | None:
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) >= 13 and fields[9] == str(inode):
+                        return int(fields[-1])
+        except (OSError, ValueError, StopIteration):
+            continue
+    return None
+
+
+def _as_array(frames: list[Frame]) -> np.ndarray:
+    """
+    Frames as one (n, 160) int16 array; raw datagrams (the usual case) in one conversion.
+    """
+    if all(type(f) is bytes for f in frames):
+        return np.frombuffer(b"".join(frames), dtype="<i2").astype(np.int16).reshape(-1, FRAME)  # type: ignore[arg-type]
+    return np.stack(
+        [np.frombuffer(f, dtype="<i2").astype(np.int16) if type(f) is bytes else f for f in frames]
+    )

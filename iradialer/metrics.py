@@ -180,6 +180,12 @@ class Metrics:
             buckets=API_BUCKETS,
             registry=r,
         )
+        self.api_malformed_requests = Counter(
+            "iradialer_api_malformed_requests",
+            "Connections to the API that sent something other than HTTP (answered 400 and"
+            " closed before any request was read)",
+            registry=r,
+        )
 
     def before_scrape(self, hook: Callable[[], None]) -> None:
         """

@@ -5,15 +5,18 @@ Media on live calls end to end: CPA through unicast, plays, stopplay, DTMF colle
 from __future__ import annotations
 
 import wave
+from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from iradialer.tts import wav_bytes
-from tests.e2e import Stack, stack_fixture
+from tests.e2e import TIMEOUT, Stack, stack_fixture
 
 stack = stack_fixture()
 
@@ -57,6 +60,38 @@ async def test_cpa_finds_a_live_person(stack: Stack):
     assert done["reason"] == "LV"
     names = stack.names(call_uuid)
     assert names.index("answered") < names.index("cpa_setup") < names.index("cpa_detection")
+
+
+@pytest_twisted.ensureDeferred
+async def test_freeswitch_stops_sending_audio_once_cpa_is_done(stack: Stack):
+    """
+    Once CPA is done and nothing else needs the call's audio, the call is re-parked, which
+    ends FreeSWITCH's unicast stream, and stays up: otherwise every parked call would send
+    50 datagrams a second to be dropped for as long as it lasts.
+    """
+    await stack.post("setcpaparams", {**CPA, "break_events": "LV"})
+    media = stack.simulator.media
+    stopped: Deferred[str] = Deferred()
+    stop = media.stop
+
+    def stop_and_tell(channel):
+        was_streaming = media.streaming(channel.uuid) is not None
+        stop(channel)
+        if was_streaming and channel.alive and not stopped.called:
+            stopped.callback(channel.uuid)
+
+    media.stop = stop_and_tell
+    call_uuid = await stack.make_call("15550000001", enable_cpa="yes", config_name="amd")
+    await stack.wait_for(call_uuid, "cpa_done")
+    assert await stopped.addTimeout(TIMEOUT, reactor) == call_uuid
+    assert media.streaming(call_uuid) is None
+    assert stack.simulator.channel(call_uuid).alive
+    code, body = await stack.post(
+        "getdetails", {"call_uuid": call_uuid, "event_url": stack.hook_url}
+    )
+    assert code == 200, body
+    assert (body["details"]["state"], body["details"]["place"]) == ("answered", "parked")
+    assert "hangup" not in stack.names(call_uuid)
 
 
 @pytest_twisted.ensureDeferred
@@ -265,3 +300,34 @@ async def test_unicast_port_taken_is_retried_on_another(tmp_path):
     finally:
         taken.close()
         await stack.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_callee_gone_before_cpa_starts_is_no_error(stack: Stack):
+    """
+    The callee hangs up just as CPA starts: the unicast finds no channel (C{-ERR invalid
+    session id}).  That is the call ending, not a CPA failure: no error event, nothing logged
+    as critical, and the hangup reported as usual.
+    """
+    node = stack.dialer.pool.nodes[0]
+    unicast = node.unicast
+
+    async def hang_up_first(uuid: str, *args: Any, **kwargs: Any) -> str:
+        await node.api(f"uuid_kill {uuid}")
+        await stack.wait_for(uuid, "hangup")
+        return await unicast(uuid, *args, **kwargs)
+
+    node.unicast = lambda *a, **kw: Deferred.fromCoroutine(hang_up_first(*a, **kw))
+    logged: list[dict] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        await stack.post("setcpaparams", {**CPA, "break_events": "LV"})
+        call_uuid = await stack.make_call("15550000001", enable_cpa="yes", config_name="amd")
+        await stack.wait_for(call_uuid, "call_quality")
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    names = stack.names(call_uuid)
+    assert names[-2:] == ["hangup", "call_quality"] and "error" not in names, names
+    assert any("not started: the call ended" in e.get("log_format", "") for e in logged)
+    critical = [e for e in logged if e.get("log_level") == LogLevel.critical]
+    assert critical == [], [e["log_failure"].getTraceback() for e in critical]

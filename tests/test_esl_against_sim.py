@@ -38,6 +38,7 @@ from iradialer.config import NodeConfig
 from iradialer.freeswitch import Node, NodeDown, NodePool, NoNodeAvailable
 from iradialer.protocols import fscommand
 from iradialer.protocols.esl import (
+    READ_SIZE,
     AuthenticationFailed,
     ChannelGone,
     CommandError,
@@ -260,6 +261,19 @@ async def test_authentication_accepted_and_refused(fs):
     assert caught.value.text == "-ERR invalid"
     await heard.when_lost()
     assert not wrong.is_open
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_reads_a_backlog_of_events_in_large_bites(fs):
+    """
+    On a real connection the client takes up to READ_SIZE (1 MiB) per turn of the reactor,
+    not Twisted's 64 KiB (a dozen JSON events): a busy reactor must not fall seconds behind
+    FreeSWITCH, with command replies waiting behind the events.
+    """
+    client, _ = await fs.connect()
+    await client.when_authenticated()
+    assert client.transport.bufferSize == READ_SIZE == 1024 * 1024
+    await close(client)
 
 
 @pytest_twisted.ensureDeferred

@@ -356,6 +356,14 @@ def test_execute_refused_for_an_unknown_channel():
     run = Outcome(client.execute(U, "playback", "silence_stream://100"))
     client.dataReceived(reply(f"-ERR invalid session id [{U}]"))
     assert run.error().text == f"-ERR invalid session id [{U}]"
+    assert run.error().no_such_channel
+
+
+def test_no_such_channel_is_only_a_missing_channel():
+    """The uuid_* commands' wording for a missing channel counts too; other refusals do not."""
+    assert CommandError("-ERR No such channel!").no_such_channel
+    assert not CommandError("-ERR GATEWAY_DOWN").no_such_channel
+    assert not CommandError("-USAGE: <uuid> <var>").no_such_channel
 
 
 def test_execute_fails_when_the_channel_hangs_up_first():
@@ -535,6 +543,51 @@ def test_broken_framing_closes_the_connection():
     assert [e.name for e in listener.events] == ["HEARTBEAT"]
     assert transport.disconnecting
     assert "protocol error" in str(status.error())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=120),
+            st.sampled_from(
+                [
+                    event("HEARTBEAT"),
+                    reply("+OK"),
+                    api_response("+OK\n"),
+                    b"Content-Type: text/event-json\nContent-Length: 5\n\n[1,2]",
+                    b"Content-Type: text/event-plain\nContent-Length: 9\n\n%zz: %%\n\n",
+                    b'Content-Type: text/event-json\nContent-Length: 3\n\n{"',
+                    b"Content-Length: 99999999999\n\n",
+                    b"\n\n\n",
+                ]
+            ),
+        ),
+        max_size=25,
+    )
+)
+def test_any_bytes_from_freeswitch_never_escape_the_client(chunks: list[bytes]) -> None:
+    """
+    Whatever arrives (random bytes, broken frames, events that are not objects, huge
+    lengths, mixed with real frames), dataReceived never raises: the client delivers what
+    it can read and, at the first thing it cannot, closes the connection and fails every
+    pending command with ConnectionClosed.
+    """
+    client, listener, transport = authenticated()
+    pending = [Outcome(client.api("status")), Outcome(client.bgapi("status"))]
+    for chunk in chunks:
+        client.dataReceived(chunk)
+    assert all(isinstance(e, Event) for e in listener.events)
+    if transport.disconnecting:
+        client.connectionLost(Failure(ConnectionDone()))
+        for outcome in pending:
+            assert outcome.done
+            if outcome.failure is not None:
+                assert isinstance(outcome.error(), (ConnectionClosed, CommandError))
+    else:
+        for outcome in pending:
+            if outcome.failure is not None:
+                assert isinstance(outcome.error(), CommandError)
 
 
 def test_listener_failure_does_not_break_the_connection():

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from iradialer.protocols import esl
 from iradialer.protocols.esl import Event, Frame, FrameParser, ProtocolError, event_from_frame
 from tests.esl_helpers import (
     CAPTURES,
@@ -366,6 +367,43 @@ def test_json_values_that_look_like_keys():
     (plain,) = events_of(parse([json_event([("Event-Name", "X"), ("Said", 'a\\":b')])]))
     assert plain["Said"] == 'a\\":b'
     assert plain.items() == [("Event-Name", "X"), ("Said", 'a\\":b')]
+
+
+def test_a_value_starting_with_a_colon_is_read_in_one_pass(monkeypatch):
+    """
+    FreeSWITCH on a host without IPv6 sends C{"FreeSWITCH-IPv6":"::1"} in every event: such
+    values (and quotes followed by a colon inside values) are accounted for without the
+    careful second reading, which is kept for repeated names.
+    """
+    monkeypatch.setattr(esl, "_JSON_PAIRS", None)  # a second reading would fail here
+    headers = [
+        ("Event-Name", "HEARTBEAT"),
+        ("FreeSWITCH-IPv6", "::1"),
+        ("Said", 'he said "x": y'),
+        (":odd", [":a", 'b":']),
+    ]
+    (event,) = events_of(parse([json_event(headers)]))
+    assert event.items() == headers
+    monkeypatch.undo()
+    (repeated,) = events_of(parse([json_event([*headers, ("Said", "again")])]))
+    assert repeated.get_all("Said") == ['he said "x": y', "again"]
+
+
+def test_fuzzed_json_events_read_back_exactly():
+    """
+    Names and values made of colons, quotes, backslashes and commas, arrays, repeated names:
+    every header reads back as sent, in order, repeats included.
+    """
+    text = st.text(alphabet=':"\\ab,{}[]é', max_size=6)
+    value = st.one_of(text, st.lists(text, max_size=3))
+
+    @settings(max_examples=300, deadline=None)
+    @given(pairs=st.lists(st.tuples(text, value), min_size=1, max_size=8))
+    def check(pairs):
+        (event,) = events_of(parse([json_event([("Event-Name", "CUSTOM"), *pairs])]))
+        assert event.items() == [("Event-Name", "CUSTOM"), *pairs]
+
+    check()
 
 
 def test_header_block_without_end_is_refused():

@@ -27,6 +27,7 @@ from iradialer.freeswitch import (
     NodePool,
     NoNodeAvailable,
 )
+from iradialer.freeswitch.node import _uptime
 from iradialer.protocols.esl import ConnectionClosed, Event
 from tests.esl_helpers import (
     ACCEPTED,
@@ -43,6 +44,11 @@ U = "689543d2-078f-47f4-889e-8d3892c3b2d0"
 V = "e2d2ed27-acd4-4683-971d-b8dd42a737fa"
 W = "00000000-0000-4000-8000-00000000000a"
 SUBSCRIBE = ("event json " + " ".join(EVENTS) + "\n\n").encode()
+HANDSHAKE_COMMANDS = b"api status\n\napi show channels as json\n\n"
+UP_AN_HOUR = (
+    "UP 0 years, 0 days, 1 hour, 0 minutes, 0 seconds, 0 milliseconds, 0 microseconds\n"
+    "FreeSWITCH (Version 1.11.3-dev) is ready\n"
+)
 
 
 def channels(*uuids: str) -> str:
@@ -120,7 +126,7 @@ class FreeSwitchSide:
     def send(self, data: bytes) -> None:
         self.protocol.dataReceived(data)
 
-    def handshake(self, listing: str, *, events: bytes = b"") -> None:
+    def handshake(self, listing: str, *, events: bytes = b"", status: str = UP_AN_HOUR) -> None:
         """
         Play FreeSWITCH's side of the handshake; C{events} arrive before the listing.
         """
@@ -129,8 +135,8 @@ class FreeSwitchSide:
         self.send(ACCEPTED)
         self.expect(SUBSCRIBE)
         self.send(reply("+OK event listener enabled json"))
-        self.expect(b"api show channels as json\n\n")
-        self.send(events + api_response(listing))
+        self.expect(HANDSHAKE_COMMANDS)
+        self.send(api_response(status) + events + api_response(listing))
 
     def drop(self) -> None:
         self.transport.loseConnection()
@@ -201,7 +207,8 @@ def test_connects_authenticates_subscribes_and_lists_channels():
     fs.expect(SUBSCRIBE)
     assert b"CUSTOM conference::maintenance" in SUBSCRIBE
     fs.send(reply("+OK event listener enabled json"))
-    fs.expect(b"api show channels as json\n\n")
+    fs.expect(HANDSHAKE_COMMANDS)
+    fs.send(api_response(UP_AN_HOUR))
     assert not node.connected and h.listener.heard == []
     frames = parse([(CAPTURES / "basic_session.recv.raw").read_bytes()])
     listing = next(f.body for f in frames if f.body.startswith(b'{"row_count"')).decode()
@@ -299,17 +306,41 @@ def test_reconnect_resubscribes_and_reports_vanished_calls():
 
 def test_freeswitch_restart_vanishes_every_call():
     """
-    After a FreeSWITCH restart (no channels at all) every call of the node vanished.
+    After a FreeSWITCH restart (no channels at all) every call of the node vanished, and
+    the node knows it restarted: its status uptime began after the previous connection's.
+    A reconnection to the same FreeSWITCH (its uptime grew with the clock) is no restart.
     """
     h = Harness(node_config("fs1"))
     node = h.up("fs1")
+    assert not node.restarted and node.started_at == h.clock.seconds() - 3600
     for uuid in (U, V):
         h.pool.claim(uuid, node)
     h.fs().drop()
     h.clock.advance(1)
-    h.fs().handshake(channels())
+    h.fs().handshake(
+        channels(), status=UP_AN_HOUR.replace("1 hour, 0 minutes, 0", "0 hours, 0 minutes, 1")
+    )
     assert h.listener.heard[-1] == ("vanished", "fs1", [U, V])
     assert node.calls == set()
+    assert node.restarted and node.status()["restarts"] == 1
+    h.fs().drop()
+    h.clock.advance(100)
+    h.fs().handshake(
+        channels(), status=UP_AN_HOUR.replace("1 hour, 0 minutes, 0", "0 hours, 1 minutes, 42")
+    )
+    assert not node.restarted and node.status()["restarts"] == 1
+
+
+def test_status_uptime_is_read_as_freeswitch_writes_it():
+    """
+    The uptime of a real FreeSWITCH's status reply (basic_session capture), to the
+    microsecond; an answer without one (an older or stranger FreeSWITCH) is unknown.
+    """
+    frames = parse([(CAPTURES / "basic_session.recv.raw").read_bytes()])
+    status = next(f.body.decode() for f in frames if f.body.startswith(b"UP "))
+    assert _uptime(status) == pytest.approx(2.321792)
+    assert _uptime(UP_AN_HOUR) == 3600
+    assert _uptime("UP\n") is None and _uptime("-ERR no\n") is None
 
 
 def test_refused_connections_are_retried():

@@ -4,6 +4,7 @@ The media service: ticking the CPA engine over the UDP streams on an injected cl
 
 from __future__ import annotations
 
+import socket
 import wave
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from twisted.internet.task import Clock
 from iradialer.config import MediaConfig
 from iradialer.cpa.config import CpaConfig
 from iradialer.cpa.engine import Detection
-from iradialer.media import MediaService
+from iradialer.media import RECEIVE_BUFFER, MediaService
 from iradialer.metrics import Metrics
 from tests.conftest import FIXTURES
 
@@ -310,7 +311,7 @@ async def test_end_to_end_on_a_real_socket() -> None:
 def test_metrics() -> None:
     """
     With the server's Metrics: tick times observed, analysed streams gauged, dropped datagrams
-    counted by reason (each once).
+    counted by reason (each once) when metrics are scraped.
     """
     clock = Clock()
     metrics = Metrics()
@@ -321,6 +322,8 @@ def test_metrics() -> None:
         svc.receiver.datagramReceived(b"\0" * 321, SOURCE)
         svc.receiver.datagramReceived(b"\0" * 320, ("10.1.1.1", 4))
         clock.pump([0.02] * 3)
+        metrics.refresh()
+        metrics.refresh()
         value = metrics.registry.get_sample_value
         assert value("iradialer_cpa_streams") == 1
         assert value("iradialer_cpa_tick_seconds_count") == 3
@@ -328,3 +331,31 @@ def test_metrics() -> None:
         assert value("iradialer_media_packets_dropped_total", {"reason": "unknown_source"}) == 1
     finally:
         svc.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_datagrams_lost_to_a_full_receive_buffer_are_counted() -> None:
+    """
+    The media port asks for a large receive buffer, and datagrams the kernel still drops
+    because the reactor did not read them in time (here: it cannot, while this test sends)
+    are counted in the status and the drop metric, not lost silently.
+    """
+    metrics = Metrics()
+    svc = MediaService(media_config(port=0), reactor, metrics=metrics)
+    svc.startService()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        granted = svc._port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        with open("/proc/sys/net/core/rmem_max") as f:
+            assert granted >= min(RECEIVE_BUFFER, 2 * int(f.read()))
+        assert svc.status()["receive_buffer_drops"] == 0
+        for _ in range(4 * granted // 320):
+            sender.sendto(b"\0" * 320, svc.address)
+        drops = svc.status()["receive_buffer_drops"]
+        assert drops > 0
+        metrics.refresh()
+        value = metrics.registry.get_sample_value
+        assert value("iradialer_media_packets_dropped_total", {"reason": "receive_buffer"}) == drops
+    finally:
+        sender.close()
+        await svc.stopService()

@@ -6,6 +6,7 @@ a real socket.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -244,6 +245,91 @@ def test_fuzzed_datagrams_never_break_the_receiver(
     assert frames.dtype == np.int16 and frames.shape[1:] == (160,)
     assert stream.counters.packets == len(datagrams)
     assert receiver.unknown_source == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.just(320), st.integers(1, 400).map(lambda n: 2 * n)), min_size=1, max_size=40
+    ),
+    st.lists(st.integers(0, 40), max_size=5),
+    st.sampled_from(["auto", "l16"]),
+)
+def test_raw_l16_samples_come_out_exactly_however_they_arrive(
+    sizes: list[int], reads: list[int], media_format: str
+) -> None:
+    """
+    Raw L16 datagrams of any even size (the usual 320 bytes take a shortcut), read at any
+    moments as frames or, when they are all whole raw frames, as those datagrams: exactly the
+    samples sent, in order, in whole frames.
+    """
+
+    def read(stream: StreamInput, raw_first: bool) -> np.ndarray:
+        raw = stream.raw_frames() if raw_first else []
+        if raw:
+            return np.frombuffer(b"".join(raw), dtype="<i2").reshape(-1, 160)
+        return stream.frames()
+
+    stream = StreamInput(media_format=media_format)
+    sent = np.arange(sum(sizes) // 2, dtype=np.int64).astype(np.int16)
+    raw = sent.astype("<i2").tobytes()
+    got: list[np.ndarray] = []
+    offset = 0
+    for i, size in enumerate(sizes):
+        stream.datagram(raw[offset : offset + size])
+        offset += size
+        if i in reads:
+            got.append(read(stream, raw_first=i % 2 == 0))
+    got.append(read(stream, raw_first=True))
+    got.append(stream.frames())
+    frames = np.concatenate(got)
+    assert frames.dtype == np.int16 and frames.shape[1:] == (160,)
+    assert np.array_equal(frames.ravel(), sent[: len(frames) * 160])
+    assert len(frames) == len(sent) // 160
+    assert stream.counters.packets == len(sizes) and stream.counters.malformed == 0
+
+
+@st.composite
+def rtp_packets(draw: Any) -> bytes:
+    """RTP with every header field drawn: sequence, SSRC, payload type and size, CSRCs,
+    extensions and padding, some of them lying about their length."""
+    kw: dict[str, int] = {}
+    if draw(st.booleans()):
+        kw["cc"] = draw(st.integers(0, 15))
+    if draw(st.booleans()):
+        kw["ext"] = draw(st.integers(0, 40))
+    if draw(st.booleans()):
+        kw["pad"] = draw(st.integers(1, 255))
+    packet = rtp(
+        draw(st.integers(0, 0xFFFF)),
+        draw(st.sampled_from([b"", b"\x7f" * 80, b"\x7f" * 160, b"\0" * 320, b"\1" * 641])),
+        pt=draw(st.sampled_from([0, 8, 9, 13, 96, 101, 127])),
+        ssrc=draw(st.sampled_from([1, 2, 0xFFFFFFFF])),
+        **kw,
+    )
+    cut = draw(st.integers(0, 3))
+    return packet[: len(packet) - cut] if cut else packet
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(rtp_packets(), max_size=40))
+def test_fuzzed_rtp_headers_never_break_a_stream(packets: list[bytes]) -> None:
+    """
+    RTP whose every header field is drawn (jumps, wraps, SSRC changes, codecs we do not
+    decode, CSRC lists, extensions and padding that overrun the packet): the stream never
+    raises anything but MalformedPacket (counted), and gives whole 160-sample int16 frames.
+    """
+    stream = StreamInput(media_format="rtp")
+    for packet in packets:
+        try:
+            stream.datagram(packet)
+        except MalformedPacket:
+            pass
+    frames = stream.frames()
+    assert frames.dtype == np.int16 and frames.shape[1:] == (160,)
+    counted = stream.counters
+    assert counted.packets == len(packets)
+    assert counted.malformed + counted.unsupported <= len(packets)
 
 
 @settings(max_examples=200, deadline=None)

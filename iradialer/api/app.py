@@ -26,7 +26,12 @@ from iradialer.api import dashboard, schemas
 from iradialer.config import Config, ConfigError, TenantConfig
 from iradialer.domain.errors import DialerError, Status
 from iradialer.domain.tenants import LicenseLedger, Principal, TenantDirectory
+from iradialer.freeswitch.node import NodeDown
+from iradialer.protocols.esl import ConnectionClosed
 from iradialer.status import CallRecorder, StatusBoard
+
+#: Seconds a client is told to wait (Retry-After) when FreeSWITCH cannot be reached.
+RETRY_WHEN_UNREACHABLE = 2.0
 
 
 class ApiError(Exception):
@@ -161,7 +166,17 @@ class DialerAPI:
         body = schemas.validate(name, read_json_object(request))
         if self.dialer is None:
             raise ApiError(503, "call control is not running on this server")
-        result = await OPERATIONS[name](self.dialer, tenant, body)
+        try:
+            result = await OPERATIONS[name](self.dialer, tenant, body)
+        except (NodeDown, ConnectionClosed) as e:
+            # FreeSWITCH is out of reach for now (reconnection and reconciliation follow):
+            # nothing was done, or nobody knows; either way the client may try again.
+            raise DialerError(
+                Status.DIAL_FAILED,
+                f"The call's FreeSWITCH node is not reachable now ({e}); try again",
+                503,
+                retry_after=RETRY_WHEN_UNREACHABLE,
+            ) from None
         return write_json(request, 200, ok(**result))
 
     # -- errors ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ sends it): the metrics carry tenant ids and call volumes, which nobody else may 
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -21,6 +22,9 @@ from iradialer.domain.tenants import Principal
 from iradialer.metrics import Metrics
 
 METRICS_PATH = b"/metrics"
+#: The largest request body read: ten times the largest valid request (a 4,000-character
+#: text to speak); anything bigger is answered 413 without being kept.
+MAX_BODY_BYTES = 64 * 1024
 # The route label of a request for a path no route serves, so scans cannot grow the metric.
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -60,10 +64,48 @@ class AdminOnlyMetrics(Resource):
         return self._exposition.render(request)
 
 
+class _TooLarge(Resource):
+    isLeaf = True
+
+    def render(self, request: IRequest) -> bytes:
+        request.setHeader(b"connection", b"close")
+        return write_json(
+            request, 413, error_body(413, f"request body over {MAX_BODY_BYTES} bytes")
+        )
+
+
+class ApiRequest(Request):
+    """
+    A request whose body is not kept beyond L{MAX_BODY_BYTES}: the rest of an oversized
+    body is read and dropped, and the request is answered 413.
+    """
+
+    too_large = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802
+        if length is not None and length > MAX_BODY_BYTES:
+            self.too_large = True
+            self.content = io.BytesIO()  # stays empty
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
+        self._received += len(data)
+        if not self.too_large and self._received > MAX_BODY_BYTES:  # chunked, no length
+            self.too_large = True
+            self.content = io.BytesIO()  # stays empty
+        if not self.too_large:
+            super().handleContentChunk(data)
+
+
 class ApiSite(Site):
     """
-    The site the API listens with: C{/metrics} beside the Klein app, every request timed.
+    The site the API listens with: C{/metrics} beside the Klein app, every request timed,
+    bodies over L{MAX_BODY_BYTES} refused, connections that do not speak HTTP counted.
     """
+
+    requestFactory = ApiRequest
 
     def __init__(self, api: DialerAPI, metrics: Metrics, clock: IReactorTime) -> None:
         super().__init__(api.resource())
@@ -75,8 +117,24 @@ class ApiSite(Site):
         self._routes = {rule.rule for rule in api.app.url_map.iter_rules()}
         self._routes.add(METRICS_PATH.decode())
 
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
+        protocol = super().buildProtocol(addr)
+        channel = getattr(protocol, "_channel", None)
+        refuse = getattr(channel, "_respondToBadRequestAndDisconnect", None)
+        if refuse is not None:
+            counter = self.metrics.api_malformed_requests
+
+            def count_and_refuse() -> None:
+                counter.inc()
+                refuse()
+
+            channel._respondToBadRequestAndDisconnect = count_and_refuse  # type: ignore[union-attr]
+        return protocol
+
     def getResourceFor(self, request: Any) -> IResource:
         self._time(request)
+        if getattr(request, "too_large", False):
+            return _TooLarge()
         if request.path == METRICS_PATH:
             request.site = self  # as Site.getResourceFor does, without traversing the app
             request.sitepath = request.prepath[:]

@@ -17,6 +17,7 @@ from iradialer.config import TenantConfig
 from iradialer.cpa.config import CpaConfig
 from iradialer.domain.calls import Call
 from iradialer.domain.errors import DialerError, Status
+from iradialer.protocols.esl import CommandError
 
 if TYPE_CHECKING:
     from iradialer.dialer.core import Dialer
@@ -128,6 +129,9 @@ class CallAnalysis:
 
     def _start_failed(self, failure: Any, call: Call) -> None:
         self._finished(call.uuid)
+        if not call.live or (failure.check(CommandError) and failure.value.no_such_channel):
+            self.log.debug("CPA of {call_uuid} not started: the call ended", call_uuid=call.uuid)
+            return
         if failure.check(DialerError):
             code, why = failure.value.status, failure.value.message
         else:

@@ -25,7 +25,7 @@ from iradialer.cpa.config import CpaConfig
 from iradialer.domain.calls import Call, Place
 from iradialer.domain.errors import DialerError, Status
 from iradialer.protocols import fscommand
-from iradialer.protocols.esl import Event
+from iradialer.protocols.esl import CommandError, Event
 
 if TYPE_CHECKING:
     from iradialer.dialer.core import Dialer
@@ -195,6 +195,38 @@ class AudioTaps:
     def _close_if_unused(self, tap: Tap) -> None:
         if tap.cpa is None and not tap.consumers:
             self.close(tap.call_uuid)
+            self._stop_sending(tap)
+
+    def _stop_sending(self, tap: Tap) -> None:
+        """
+        Nobody needs the live call's audio any more, but FreeSWITCH keeps sending it for as
+        long as the call stays in the park that started the stream (at 1,000 calls that is
+        tens of thousands of datagrams a second, each dropped here as from an unknown
+        source).  Leaving park ends a unicast stream, so re-park, unless something already
+        ended the stream or is about to: a playback, a collection, the conference a
+        C{join_conf} call joins once its CPA is done.
+        """
+        call = self.dialer.calls.get(tap.call_uuid)
+        if call is None or not call.live or tap.interrupted or call.join_conf:
+            return
+        if call.place is not Place.PARKED:
+            return
+        if (
+            self.dialer.playbacks.playing.get(call.uuid)
+            or call.uuid in self.dialer.digits.collecting
+        ):
+            return
+        node = self.dialer.pool.node_for(call.uuid)
+        if node is None:
+            return
+        d = node.api(fscommand.uuid_park(call.uuid))
+        d.addErrback(
+            lambda f: self.log.info(
+                "Could not stop the audio of {call_uuid}: {why}",
+                call_uuid=call.uuid,
+                why=f.getErrorMessage(),
+            )
+        )
 
     def close(self, call_uuid: str) -> None:
         tap = self.taps.pop(call_uuid, None)
@@ -237,6 +269,11 @@ class AudioTaps:
         tap.resuming = True
 
         def failed(failure: Failure) -> None:
+            if not call.live or (failure.check(CommandError) and failure.value.no_such_channel):
+                self.log.debug(
+                    "Audio of {call_uuid} not resumed: the call ended", call_uuid=call.uuid
+                )
+                return
             self.log.failure(
                 "Resuming the audio of {call_uuid} failed", failure, call_uuid=call.uuid
             )

@@ -523,12 +523,7 @@ class Dialer(Service):
         for call_uuid in call_uuids:
             call = self.calls.get(call_uuid)
             if call is not None:
-                self.finish(
-                    call,
-                    causes.unobserved(
-                        f"call ended while iradialer could not see FreeSWITCH node {node.name}"
-                    ),
-                )
+                self.finish(call, _unseen_end(node))
 
     def _reconcile(self, node: Any, rows: Iterable[dict[str, Any]], listed_at: float) -> None:
         """
@@ -542,12 +537,7 @@ class Dialer(Service):
         ]:
             row = live.get(call.uuid)
             if row is None:
-                self.finish(
-                    call,
-                    causes.unobserved(
-                        f"call ended while iradialer could not see FreeSWITCH node {node.name}"
-                    ),
-                )
+                self.finish(call, _unseen_end(node))
                 continue
             self.pool.claim(call.uuid, node, adopted=True)
             if (
@@ -591,6 +581,20 @@ class Dialer(Service):
         self._adopting.addErrback(
             lambda f: self.log.failure("Re-adopting calls after a restart failed", f)
         )
+
+
+def _unseen_end(node: Any) -> causes.Hangup:
+    """
+    Why a call of C{node} ended while iradialer could not see it, as far as is known.
+    """
+    if getattr(node, "restarted", False):
+        return causes.unobserved(
+            f"FreeSWITCH node {node.name} restarted while iradialer could not see it;"
+            " the call ended with it"
+        )
+    return causes.unobserved(
+        f"call ended while iradialer could not see FreeSWITCH node {node.name}"
+    )
 
 
 def _float_or_none(value: str | None) -> float | None:

@@ -5,7 +5,6 @@ FreeSWITCH nodes: connections, health, call ownership, node choice (see C{docs/f
 from iradialer.freeswitch.node import Node, NodeDown
 from iradialer.freeswitch.pool import (
     EVENTS,
-    VANISHED_HANGUP_CAUSE,
     FreeSwitchListener,
     NodePool,
     NoNodeAvailable,
@@ -13,7 +12,6 @@ from iradialer.freeswitch.pool import (
 
 __all__ = [
     "EVENTS",
-    "VANISHED_HANGUP_CAUSE",
     "FreeSwitchListener",
     "Node",
     "NodeDown",

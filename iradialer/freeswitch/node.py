@@ -18,6 +18,7 @@ handshake runs on the connected protocol instead, and its failures feed the retr
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,18 @@ if TYPE_CHECKING:
 
 # Duplicates seen on the wire arrive up to ~1.5 s apart (avmd::stop in the captures).
 _REMEMBERED_SEQUENCES = 16384
+# Start times (now minus uptime) of one FreeSWITCH run differ by the delay of the replies.
+_SAME_START = 5.0
+_UPTIME_PART = re.compile(r"(\d+) (year|day|hour|minute|second|millisecond|microsecond)s?\b")
+_UNIT_SECONDS = {
+    "year": 365 * 86400.0,
+    "day": 86400.0,
+    "hour": 3600.0,
+    "minute": 60.0,
+    "second": 1.0,
+    "millisecond": 0.001,
+    "microsecond": 0.000001,
+}
 
 
 class NodeDown(Exception):
@@ -78,6 +91,11 @@ class Node:
         self.last_heartbeat: float | None = None
         self.heartbeat: dict[str, str] = {}
         self.connects = 0
+        #: When FreeSWITCH started, by our clock (from C{status} at each connection).
+        self.started_at: float | None = None
+        #: FreeSWITCH restarted between the last connection and this one.
+        self.restarted = False
+        self.restarts = 0
         self._pool = pool
         self._clock = clock
         self._events = list(events)
@@ -193,6 +211,7 @@ class Node:
             "max_cps": self.config.cps,
             "last_heartbeat": self.last_heartbeat,
             "connects": self.connects,
+            "restarts": self.restarts,
             "freeswitch": dict(self.heartbeat),
         }
 
@@ -213,9 +232,32 @@ class Node:
     async def _handshake(self, client: EventSocketClient) -> None:
         await client.when_authenticated()
         await client.subscribe(self._events)
+        status = client.api(fscommand.STATUS).addErrback(lambda _: "")  # uptime unknown
         listing = await client.api(fscommand.SHOW_CHANNELS)
+        uptime = _uptime(await status)
         if client is self._client:
+            self._note_start(uptime)
             self._reconcile(listing, client)
+
+    def _note_start(self, uptime: float | None) -> None:
+        """
+        When FreeSWITCH started (by our clock, from its uptime), and whether that is since
+        the last connection: a restart, which ended every call it had.
+        """
+        if uptime is None:
+            self.restarted = False
+            return
+        started = self._clock.seconds() - uptime
+        self.restarted = self.started_at is not None and started > self.started_at + _SAME_START
+        if self.restarted:
+            self.restarts += 1
+            self.log.warn(
+                "FreeSWITCH {node} restarted while disconnected (up {uptime:.0f} s)",
+                node=self.name,
+                uptime=uptime,
+            )
+        if self.started_at is None or self.restarted:
+            self.started_at = started
 
     def _reconcile(self, listing: str, client: EventSocketClient) -> None:
         rows = [row for row in json.loads(listing).get("rows") or () if isinstance(row, dict)]
@@ -400,3 +442,14 @@ def _call_safely(log: Logger, function: Callable[..., object], *args: object) ->
         function(*args)
     except Exception:
         log.failure("FreeSWITCH listener failed in {function}", function=function.__qualname__)
+
+
+def _uptime(status: str) -> float | None:
+    """
+    Seconds from C{status}' first line (C{UP 0 years, 0 days, 1 hour, ... microseconds}).
+    """
+    first = status.partition("\n")[0]
+    parts = _UPTIME_PART.findall(first)
+    if not first.startswith("UP") or not parts:
+        return None
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in parts)

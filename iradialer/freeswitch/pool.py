@@ -46,10 +46,6 @@ EVENTS = (
     "conference::maintenance",
 )
 
-# Not a FreeSWITCH cause: what call control reports for a call that ended while its node
-# was unreachable, so nobody mistakes it for a cause FreeSWITCH gave.
-VANISHED_HANGUP_CAUSE = "LOST_WHILE_DISCONNECTED"
-
 
 class NoNodeAvailable(Exception):
     """
@@ -92,8 +88,8 @@ class FreeSwitchListener(Protocol):
     def calls_vanished(self, node: Node, call_uuids: list[str]) -> None:
         """
         Calls of this node that no longer exist after a reconnection: they ended while
-        nobody could see (report them with L{VANISHED_HANGUP_CAUSE}).  The pool releases
-        them after this returns.
+        nobody could see (call control reports them with a hangup marked
+        C{cause_observed: false}).  The pool releases them after this returns.
         """
 
 

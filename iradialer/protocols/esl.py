@@ -42,6 +42,10 @@ MAX_HEADER_BYTES = 64 * 1024
 # What FreeSWITCH itself accepts from a client (mod_event_socket MAX_CONTENT_LENGTH);
 # ample for "show channels as json" with thousands of channels.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# Bytes taken from the socket per turn of the reactor.  Twisted's 64 KiB is about a dozen
+# JSON events: a reactor also busy with call audio and webhooks then falls seconds behind
+# a FreeSWITCH carrying a thousand calls, and command replies wait behind the events.
+READ_SIZE = 1024 * 1024
 
 
 class ProtocolError(Exception):
@@ -61,6 +65,16 @@ class CommandError(Exception):
     def __init__(self, text: str) -> None:
         self.text = text
         super().__init__(text)
+
+    @property
+    def no_such_channel(self) -> bool:
+        """
+        The command named a channel FreeSWITCH no longer has (C{sendmsg}'s C{-ERR invalid
+        session id [...]}, the C{uuid_*} commands' C{-ERR No such channel!}): the call ended
+        in the meantime and its hangup events are on their way.
+        """
+        lowered = self.text.lower()
+        return "invalid session id" in lowered or "no such channel" in lowered
 
 
 class AuthenticationFailed(CommandError):
@@ -251,8 +265,11 @@ class Event:
         Parse the body of a C{text/event-json} frame.
 
         FreeSWITCH writes each header as C{"name":value} with no spaces, so a body with as
-        many C{":} as keys repeats no name and the plain dict is the whole event; else
-        (a repeated name, or a value holding C{\\":}) it is read again keeping every pair.
+        many C{":} as keys repeats no name and the plain dict is the whole event.  Strings
+        also hold C{":} when they start with a colon (C{"FreeSWITCH-IPv6":"::1"} on a host
+        without IPv6, in every event) or contain one; counted in the decoded strings, those
+        account for the rest exactly unless a name is repeated.  Otherwise the body is read
+        again keeping every pair.
 
         @raise ValueError: not a JSON object of string or list-of-string values.
         """
@@ -260,7 +277,8 @@ class Event:
         if not isinstance(headers, dict):
             raise ValueError("event JSON is not an object")
         pairs = None
-        if data.count(b'":') != len(headers):
+        colons = data.count(b'":')
+        if colons != len(headers) and colons != len(headers) + _colons_in_strings(headers):
             pairs = _JSON_PAIRS.decode(data.decode("utf-8"))
             headers = dict(reversed(pairs))
         body = headers.pop("_body", None)
@@ -343,6 +361,22 @@ class Event:
     def __repr__(self) -> str:
         subclass = f" {self.subclass}" if self.subclass else ""
         return f"<Event {self.name}{subclass} {self.uuid or ''} seq={self.sequence}>"
+
+
+def _colons_in_strings(headers: dict[str, Any]) -> int:
+    """
+    How many C{":} the JSON text of C{headers}' names and string values holds inside or at
+    the start of those strings (a quote is written C{\\"}, which keeps the C{":}).
+    """
+    values = []
+    for value in headers.values():
+        if type(value) is str:
+            values.append(value)
+        elif type(value) is list and all(type(item) is str for item in value):
+            values.append('"'.join(value))
+        else:
+            return -1  # not an event's shape: let the careful reading decide
+    return ('"' + '"'.join(headers) + '"' + '"'.join(values)).count('":')
 
 
 def _first(value: HeaderValue) -> str:
@@ -431,6 +465,10 @@ class EventSocketClient(Protocol):
         self._closing_because: str | None = None
         self._closing_notice: str | None = None
         self._lost: Failure | None = None
+
+    def connectionMade(self) -> None:
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = READ_SIZE
 
     @property
     def is_open(self) -> bool:

@@ -594,6 +594,7 @@ def conference_json_list(conference_name: str) -> str:
 
 
 SHOW_CHANNELS = "show channels as json"
+STATUS = "status"
 
 
 # ---------------------------------------------------------------------------------------

@@ -157,7 +157,8 @@ class StreamInput:
     #: "l16", "pcmu", "pcma" (raw datagrams) or "rtp", once known.
     kind: str | None = None
     payload_type: int | None = None
-    _samples: list[np.ndarray] = field(default_factory=list)
+    #: Received audio not yet taken as frames: int16 arrays, or raw L16 datagrams (bytes).
+    _samples: list[np.ndarray | bytes] = field(default_factory=list)
     _pending: int = 0
     _expected: int | None = None
     _ssrc: int | None = None
@@ -180,6 +181,10 @@ class StreamInput:
         """
         self.counters.packets += 1
         self.counters.bytes += len(data)
+        if self.kind == "l16" and len(data) == 320 and self.packet_log is None:
+            self._samples.append(data)  # the usual unicast datagram: converted in frames()
+            self._pending += FRAME
+            return
         try:
             if not data or len(data) > MAX_DATAGRAM:
                 raise MalformedPacket(f"{len(data)}-byte datagram")
@@ -281,6 +286,22 @@ class StreamInput:
             self._samples.append(samples)
             self._pending += len(samples)
 
+    def raw_frames(self) -> list[bytes]:
+        """
+        When everything received since the last read is whole 320-byte raw L16 datagrams
+        (the usual unicast stream), those datagrams, one frame each, taken without numpy;
+        else nothing (read L{frames} instead).
+        """
+        samples = self._samples
+        if not samples or self._pending != FRAME * len(samples):
+            return []
+        for part in samples:
+            if type(part) is not bytes:
+                return []
+        self._samples = []
+        self._pending = 0
+        return samples  # type: ignore[return-value]
+
     def frames(self) -> np.ndarray:
         """
         The complete 20 ms frames received so far, as a (n, 160) int16 array; the remainder
@@ -289,7 +310,19 @@ class StreamInput:
         n = self._pending // FRAME
         if n == 0:
             return np.zeros((0, FRAME), dtype=np.int16)
-        joined = np.concatenate(self._samples) if len(self._samples) > 1 else self._samples[0]
+        parts: list[np.ndarray] = []
+        raw: list[bytes] = []
+        for part in self._samples:
+            if type(part) is bytes:
+                raw.append(part)
+                continue
+            if raw:
+                parts.append(_l16(raw))
+                raw = []
+            parts.append(part)  # type: ignore[arg-type]
+        if raw:
+            parts.append(_l16(raw))
+        joined = np.concatenate(parts) if len(parts) > 1 else parts[0]
         rest = joined[n * FRAME :]
         self._samples = [rest] if len(rest) else []
         self._pending = len(rest)
@@ -299,6 +332,10 @@ class StreamInput:
         if self.packet_log is not None:
             kind = self.kind or "?"
             self.packet_log({"kind": kind, **info})
+
+
+def _l16(datagrams: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(datagrams), dtype="<i2").astype(np.int16)
 
 
 class AudioSender:
@@ -362,7 +399,7 @@ class MediaReceiver(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802 (Twisted's name)
         self.packets += 1
-        stream = self._sources.get(_normal(addr))
+        stream = self._sources.get(addr) or self._sources.get(_normal(addr))
         if stream is None:
             self.unknown_source += 1
             return
