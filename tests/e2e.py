@@ -77,6 +77,16 @@ dtmf = [ { after_prompt_ms = 300, digits = "1234#" } ]
 TIMEOUT = 20.0
 
 
+async def start_server(config: Path) -> tuple[Any, str]:
+    """The server of configuration file C{config}, started in this reactor; its API's URL."""
+    options = Options()
+    options.parseOptions(["--config", str(config)])
+    service = makeService(options, reactor)
+    service.startService()
+    api_port = await service.getServiceNamed("api")._waitingForPort
+    return service, f"http://127.0.0.1:{api_port.getHost().port}"
+
+
 class Stack:
     """
     A running server, its simulator, and a webhook receiver.
@@ -123,12 +133,7 @@ class Stack:
             f'[store]\npath = "{self.tmp_path / "store.sqlite"}"\n'
             "[webhooks]\nbackoff_initial = 0.1\nattempts = 5\ntimeout = 5.0\n" + extra + tenants
         )
-        options = Options()
-        options.parseOptions(["--config", str(config)])
-        self.service = makeService(options, reactor)
-        self.service.startService()
-        api_port = await self.service.getServiceNamed("api")._waitingForPort
-        self.base = f"http://127.0.0.1:{api_port.getHost().port}"
+        self.service, self.base = await start_server(config)
         await self.node_connected()
         return self
 

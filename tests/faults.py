@@ -26,7 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from iradialer.sim import make_simulator_service
-from iradialer.tap import Options, makeService
+from tests.e2e import start_server
 from tests.webhook_receiver import RecordingReceiver, collapse_repeats
 
 #: The soak forms (make soak) run the same tests with longer outages and more calls.
@@ -287,12 +287,7 @@ class Stack:
         config.write_text(
             server_config(self.tmp_path, proxy_port, webhooks=webhooks, licenses=licenses)
         )
-        options = Options()
-        options.parseOptions(["--config", str(config)])
-        self.service = makeService(options, reactor)
-        self.service.startService()
-        api_port = await self.service.getServiceNamed("api")._waitingForPort
-        self.base = f"http://127.0.0.1:{api_port.getHost().port}"
+        self.service, self.base = await start_server(config)
         await self.node_up()
         return self
 

@@ -209,12 +209,7 @@ class AudioTaps:
         call = self.dialer.calls.get(tap.call_uuid)
         if call is None or not call.live or tap.interrupted or call.join_conf:
             return
-        if call.place is not Place.PARKED:
-            return
-        if (
-            self.dialer.playbacks.playing.get(call.uuid)
-            or call.uuid in self.dialer.digits.collecting
-        ):
+        if not self._idle_in_park(call):
             return
         node = self.dialer.pool.node_for(call.uuid)
         if node is None:
@@ -226,6 +221,14 @@ class AudioTaps:
                 call_uuid=call.uuid,
                 why=f.getErrorMessage(),
             )
+        )
+
+    def _idle_in_park(self, call: Call) -> bool:
+        """The call waits in park with nothing of ours playing or collecting on it."""
+        return (
+            call.place is Place.PARKED
+            and not self.dialer.playbacks.playing.get(call.uuid)
+            and call.uuid not in self.dialer.digits.collecting
         )
 
     def close(self, call_uuid: str) -> None:
@@ -259,12 +262,7 @@ class AudioTaps:
         tap = self.taps.get(call.uuid)
         if tap is None or not tap.interrupted or tap.resuming or not call.live:
             return
-        if call.place is not Place.PARKED:
-            return
-        if (
-            self.dialer.playbacks.playing.get(call.uuid)
-            or call.uuid in self.dialer.digits.collecting
-        ):
+        if not self._idle_in_park(call):
             return
         tap.resuming = True
 
