@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -299,7 +299,7 @@ class MediaService(Service):
         by_slot: dict[int, MediaStream] = {}
         batches: list[tuple[MediaStream, list[tuple[Frame, int]]]] = []
         for stream in streams:
-            frames: list[Frame] | np.ndarray = stream.input.raw_frames()
+            frames: Sequence[Frame] | np.ndarray = stream.input.raw_frames()
             if not frames:
                 frames = stream.input.frames()
             backlog = stream._backlog
@@ -320,7 +320,7 @@ class MediaService(Service):
             analysed = [n for n, (s, _) in enumerate(rows) if s.slot is not None]
             if analysed:
                 outcomes += self.engine.step(
-                    [rows[n][0].slot for n in analysed],
+                    [slot for s, _ in rows if (slot := s.slot) is not None],
                     audio if len(analysed) == len(rows) else audio[analysed],
                     [rows[n][1][1] for n in analysed],
                 )

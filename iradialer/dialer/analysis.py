@@ -129,7 +129,9 @@ class CallAnalysis:
 
     def _start_failed(self, failure: Any, call: Call) -> None:
         self._finished(call.uuid)
-        if not call.live or (failure.check(CommandError) and failure.value.no_such_channel):
+        if not call.live or (
+            isinstance(failure.value, CommandError) and failure.value.no_such_channel
+        ):
             self.log.debug("CPA of {call_uuid} not started: the call ended", call_uuid=call.uuid)
             return
         if failure.check(DialerError):

@@ -267,7 +267,9 @@ class AudioTaps:
         tap.resuming = True
 
         def failed(failure: Failure) -> None:
-            if not call.live or (failure.check(CommandError) and failure.value.no_such_channel):
+            if not call.live or (
+                isinstance(failure.value, CommandError) and failure.value.no_such_channel
+            ):
                 self.log.debug(
                     "Audio of {call_uuid} not resumed: the call ended", call_uuid=call.uuid
                 )

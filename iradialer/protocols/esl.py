@@ -467,8 +467,8 @@ class EventSocketClient(Protocol):
         self._lost: Failure | None = None
 
     def connectionMade(self) -> None:
-        if hasattr(self.transport, "bufferSize"):
-            self.transport.bufferSize = READ_SIZE
+        if hasattr(self.transport, "bufferSize"):  # a TCP connection, not a test transport
+            self.transport.bufferSize = READ_SIZE  # type: ignore[union-attr]
 
     @property
     def is_open(self) -> bool:
