@@ -610,9 +610,19 @@ def _read_asr(t: _Table) -> dict[str, Mapping[str, Any]]:
         settings: dict[str, Any] = {"type": kind}
         if kind == "http":
             settings["url"] = app.string("url", pattern=r"https?://\S+")
-            settings["timeout"] = app.number("timeout", 10.0, low=0.1)
+        elif kind == "lex":
+            settings.update(
+                region=app.string("region", pattern=r"[a-z]{2}(-[a-z]+)+-\d"),
+                bot_id=app.string("bot_id", pattern=r"[0-9A-Za-z]{10}"),
+                bot_alias_id=app.string("bot_alias_id", pattern=r"[0-9A-Za-z]{10}"),
+                locale_id=app.string("locale_id", pattern=r"[a-z]{2}_[A-Z]{2}"),
+                access_key_id=app.string("access_key_id"),
+                secret_access_key=app.string("secret_access_key"),
+                endpoint=app.string("endpoint", None, pattern=r"https?://\S+"),
+            )
         else:
-            raise app.error("type", f"{kind!r} is not a known ASR application type (http)")
+            raise app.error("type", f"{kind!r} is not a known ASR application type (http, lex)")
+        settings["timeout"] = app.number("timeout", 10.0, low=0.1)
         app.done()
         result[name] = settings
     applications.done()

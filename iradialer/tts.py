@@ -10,80 +10,22 @@ SynthesizeSpeech, signed with AWS Signature Version 4, no SDK needed).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
 
 from twisted.logger import Logger
 
+from iradialer.aws import sign_v4
 from iradialer.domain.errors import DialerError, Status
 
 
 class TextToSpeech(Protocol):
     async def synthesize(self, text: str, voice: str) -> Path: ...
-
-
-def sign_v4(
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    access_key: str,
-    secret_key: str,
-    region: str,
-    service: str,
-    now: datetime,
-) -> dict[str, str]:
-    """
-    The headers to add to a request for AWS Signature Version 4: C{x-amz-date} and
-    C{Authorization}.  Every header given (and C{host}) is signed.
-    """
-    parts = urlsplit(url)
-    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-    day = amz_date[:8]
-    signed = {k.lower(): " ".join(v.strip().split()) for k, v in headers.items()}
-    signed.setdefault("host", parts.netloc)
-    signed["x-amz-date"] = amz_date
-    names = sorted(signed)
-    query = "&".join(
-        sorted(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
-            for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)
-        )
-    )
-    canonical = "\n".join(
-        [
-            method.upper(),
-            quote(parts.path or "/", safe="/-_.~"),
-            query,
-            "".join(f"{n}:{signed[n]}\n" for n in names),
-            ";".join(names),
-            hashlib.sha256(body).hexdigest(),
-        ]
-    )
-    scope = f"{day}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = f"AWS4{secret_key}".encode()
-    for part in (day, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return {
-        "x-amz-date": amz_date,
-        "Authorization": (
-            f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-            f"SignedHeaders={';'.join(names)}, Signature={signature}"
-        ),
-    }
 
 
 def wav_bytes(pcm: bytes, rate: int = 8000) -> bytes:

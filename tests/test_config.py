@@ -128,3 +128,32 @@ def test_masked_hides_every_secret():
     masked = str(parse_text(MINIMAL).masked())
     for secret in ("admin-token-1", "acme-token-1", "s3cret"):
         assert secret not in masked
+
+
+LEX = """
+[asr.applications.booking]
+type = "lex"
+region = "eu-west-2"
+bot_id = "BOT0123456"
+bot_alias_id = "TSTALIASID"
+locale_id = "en_GB"
+access_key_id = "AKIDEXAMPLE"
+secret_access_key = "wJalrXUtnFEMI-lex-key"
+"""
+
+
+def test_asr_lex_application():
+    """A lex application's keys are read and checked; its secret never shows in status."""
+    config = parse_text(MINIMAL + LEX)
+    settings = config.asr_applications["booking"]
+    assert (settings["type"], settings["bot_id"], settings["locale_id"]) == (
+        "lex",
+        "BOT0123456",
+        "en_GB",
+    )
+    assert (settings["endpoint"], settings["timeout"]) == (None, 10.0)
+    assert "wJalrXUtnFEMI-lex-key" not in str(config.masked())
+    error = error_of(MINIMAL + LEX.replace('"BOT0123456"', '"bot 1"'))
+    assert "asr.applications.booking.bot_id" in str(error)
+    error = error_of(MINIMAL + LEX.replace('locale_id = "en_GB"\n', ""))
+    assert "locale_id: is required" in str(error)

@@ -14,8 +14,9 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 
+from iradialer.aws import sign_v4
 from iradialer.domain.errors import DialerError
-from iradialer.tts import Polly, PollySettings, sign_v4
+from iradialer.tts import Polly, PollySettings
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
