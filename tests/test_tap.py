@@ -10,6 +10,7 @@ from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
+from iradialer.server import API_BACKLOG, with_backlog
 from iradialer.tap import Options, makeService
 from tests.helpers import TENANTS, ThreadedMemoryReactor, call, write_config
 
@@ -36,6 +37,8 @@ def test_listens_where_configured(tmp_path):
     try:
         tcp = {(port, interface) for port, _, _, interface in reactor.tcpServers}
         assert tcp == {(8123, "127.0.0.2"), (8021, "127.0.0.1")}
+        backlog = {port: backlog for port, _, backlog, _ in reactor.tcpServers}
+        assert backlog[8123] == API_BACKLOG == 1024
         assert [(port, interface) for port, _, interface, _ in reactor.udpServers] == [
             (9123, "127.0.0.3")
         ]
@@ -138,3 +141,17 @@ def test_sighup_reloads(tmp_path):
         assert {t.id for t in live.current.tenants} == {"acme", "globex", "hooli", "pied"}
     finally:
         service.stopService()
+
+
+@pytest.mark.parametrize(
+    "given, listened",
+    [
+        ("tcp:8080:interface=127.0.0.1", "tcp:8080:interface=127.0.0.1:backlog=64"),
+        ("tcp:8080:backlog=10:interface=127.0.0.1", "tcp:8080:backlog=10:interface=127.0.0.1"),
+        ("unix:/run/iradialer.sock", "unix:/run/iradialer.sock:backlog=64"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_the_api_listens_with_a_large_backlog_unless_told(given, listened):
+    """A burst of new connections must not overflow the accept queue (a 1 s SYN retry)."""
+    assert with_backlog(given, 64) == listened
