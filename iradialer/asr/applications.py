@@ -95,13 +95,7 @@ class HttpApplication:
             "X-Iradialer-Utterance": str(utterance.number),
             "X-Iradialer-Duration-Ms": str(utterance.duration_ms),
         }
-        try:
-            response = await self.http_client.post(self.url, data=utterance.wav(), headers=headers)
-            body = await response.content()
-        except CancelledError:
-            raise
-        except Exception as e:
-            raise ApplicationError(f"{self.url}: {e.__class__.__name__}: {e}") from None
+        response, body = await _send(self.http_client, self.url, utterance.wav(), headers, self.url)
         if not 200 <= response.code < 300:
             raise ApplicationError(f"{self.url} answered HTTP {response.code}")
         if len(body) > MAX_REPLY_BYTES:
@@ -198,13 +192,7 @@ class LexApplication:
                 now=datetime.fromtimestamp(self.clock.seconds(), UTC),
             )
         )
-        try:
-            response = await self.http_client.post(url, data=body, headers=headers)
-            content = await response.content()
-        except CancelledError:
-            raise
-        except Exception as e:
-            raise ApplicationError(f"Amazon Lex: {e.__class__.__name__}: {e}") from None
+        response, content = await _send(self.http_client, url, body, headers, "Amazon Lex")
         if not 200 <= response.code < 300:
             raise ApplicationError(
                 f"Amazon Lex answered HTTP {response.code}: {_aws_error(response, content)}"
@@ -221,6 +209,22 @@ class LexApplication:
         if session:
             reply["session_id"] = session[0]
         return reply
+
+
+async def _send(
+    http_client: Any, url: str, data: bytes, headers: dict[str, str], who: str
+) -> tuple[Any, bytes]:
+    """
+    POST C{data} and read the whole reply; a request that cannot be made or read is an
+    L{ApplicationError} naming C{who} (cancelling, on a timeout, stays a cancellation).
+    """
+    try:
+        response = await http_client.post(url, data=data, headers=headers)
+        return response, await response.content()
+    except CancelledError:
+        raise
+    except Exception as e:
+        raise ApplicationError(f"{who}: {e.__class__.__name__}: {e}") from None
 
 
 def _aws_error(response: Any, content: bytes) -> str:
